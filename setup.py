@@ -1,0 +1,43 @@
+"""Build script: a pip-installable library/CLI and a colcon ``ament_python`` package."""
+
+from glob import glob
+
+from setuptools import find_packages, setup
+
+PACKAGE = "instrument_seg"
+
+setup(
+    name=PACKAGE,
+    version="0.1.0",
+    description="Unsupervised surgical instrument segmentation (anchors + semantic diffusion)",
+    license="MIT",
+    python_requires=">=3.10",
+    package_dir={"": "src", f"{PACKAGE}._defaults": "config"},
+    packages=find_packages("src") + [f"{PACKAGE}._defaults"],
+    package_data={f"{PACKAGE}._defaults": ["*.yaml"]},
+    data_files=[
+        ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
+        (f"share/{PACKAGE}", ["package.xml"]),
+        (f"share/{PACKAGE}/launch", glob("launch/*.py")),
+        (f"share/{PACKAGE}/config", glob("config/*.yaml")),
+    ],
+    install_requires=[
+        "numpy>=1.24",
+        "opencv-contrib-python-headless>=4.8",
+        "scikit-image>=0.22",
+        "scipy>=1.10",
+        "pyyaml>=6",
+        "tqdm>=4.60",
+        "matplotlib>=3.7",
+        "torch==2.13.0",
+        "onnx>=1.15",
+        "onnxruntime>=1.17",
+        "h5py>=3.8",
+    ],
+    extras_require={"test": ["pytest>=8", "ruff>=0.5"]},
+    entry_points={
+        "console_scripts": [
+            "instrument-seg = instrument_seg.cli:main",
+        ],
+    },
+)

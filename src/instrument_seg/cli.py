@@ -1,0 +1,338 @@
+"""The ``instrument-seg`` command line (also ``python -m instrument_seg``)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from instrument_seg.errors import InputError
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """``HxW`` -> (H, W)."""
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"size '{text}' is not of the form HxW") from None
+    return h, w
+
+
+def progress_bar(total: int, desc: str) -> tqdm:
+    return tqdm(total=total, desc=desc, unit="frame", disable=None, file=sys.stderr)
+
+
+def write_json_atomic(path: str | Path, payload: Any) -> Path:
+    """Writes JSON through a temporary sibling file so a reader never sees half a file."""
+    path = Path(path)
+    if path.parent and not path.parent.is_dir():
+        raise InputError(f"cannot write {path}: directory {path.parent} does not exist")
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(payload, indent=2) + "\n")
+    tmp.replace(path)
+    return path
+
+
+def add_config_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config",
+        action="append",
+        default=[],
+        metavar="YAML",
+        help="experiment YAML overriding the defaults (config/train.yaml); may repeat",
+    )
+    parser.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="key=value",
+        help="config overrides applied last, e.g. cues.enabled=[color,objectness]",
+    )
+
+
+# --- synth -----------------------------------------------------------------------------------
+
+
+def cmd_synth(args: argparse.Namespace) -> str:
+    from instrument_seg.data.synthetic import write_dataset
+
+    out = write_dataset(args.out, args.sequences, args.frames, args.size, args.seed, progress=True)
+    return (
+        f"synth: wrote {args.sequences} sequence(s) x {args.frames} frame(s) at "
+        f"{args.size[0]}x{args.size[1]} with masks to {out}"
+    )
+
+
+# --- cues ------------------------------------------------------------------------------------
+
+
+def cmd_cues(args: argparse.Namespace) -> str:
+    from instrument_seg.anchors import make_anchors
+    from instrument_seg.config import load_config
+    from instrument_seg.cue_eval import evaluate_cues, format_table, threshold_kwargs
+    from instrument_seg.data import load_dataset
+    from instrument_seg.figures import fig2_panel, spread
+    from instrument_seg.pipeline import dataset_cues, working_size
+
+    config = load_config(args.config, args.overrides)
+    dataset = load_dataset(args.data)
+    start = time.perf_counter()
+    with progress_bar(len(dataset), "cues") as bar:
+        frames = dataset_cues(dataset, config, progress=bar.update)
+    seconds = (time.perf_counter() - start) / max(1, len(frames))
+    report: dict[str, Any] = {
+        "data": str(args.data),
+        "layout": dataset.layout,
+        "n_frames": len(frames),
+        "size": list(working_size(config)),
+        "cues": list(config["cues"]["enabled"]),
+        "objectness": config["cues"]["objectness"]["method"],
+        "threshold": threshold_kwargs(config),
+        "seconds_per_frame": seconds,
+    }
+    has_gt = any(f.gt is not None for f in frames)
+    if has_gt:
+        report.update(evaluate_cues(frames, config))
+        print(format_table(report["combinations"]))
+    if args.json:
+        write_json_atomic(args.json, report)
+    if args.figures:
+        out = Path(args.figures)
+        out.mkdir(parents=True, exist_ok=True)
+        for k in spread(len(frames), int(config["figures"]["max_frames"])):
+            fc = frames[k]
+            a_pos, a_neg = make_anchors(fc.cues, config["cues"]["enabled"])
+            fig2_panel(
+                out / f"{fc.sequence}_{fc.name}.png",
+                fc.image,
+                fc.cues,
+                a_pos,
+                a_neg,
+                fc.gt,
+                title=f"{fc.sequence} / {fc.name}",
+            )
+    summary = f"cues: {len(frames)} frame(s) ({dataset.layout}), {1000 * seconds:.0f} ms/frame"
+    if has_gt:
+        best = max(report["combinations"].items(), key=lambda kv: kv[1]["a_pos"]["iou"]["mean"])
+        summary += (
+            f"; best a_pos Otsu IoU {100 * best[1]['a_pos']['iou']['mean']:.2f}% ({best[0]})"
+        )
+    else:
+        summary += "; no ground truth, nothing scored"
+    return summary
+
+
+# --- train / predict / evaluate --------------------------------------------------------------
+
+
+def cmd_train(args: argparse.Namespace) -> str:
+    from instrument_seg.data import load_dataset
+    from instrument_seg.train import run_config, train
+
+    config = run_config(args.out, args.resume, args.config, args.overrides)
+    dataset = load_dataset(args.data)
+    s = train(dataset, args.out, config, args.setting, args.fold, resume=args.resume)
+    return (
+        f"train: {s['steps']} steps on {s['frames']} frames ({s['pairs']} pairs, "
+        f"{args.setting.upper()}), loss {s['first_loss']:.4f} -> {s['final_loss']:.4f}, "
+        f"{s['frames_per_second']:.1f} frames/s on {s['device']}; run in {s['run']}"
+        if s["first_loss"] is not None
+        else f"train: already at step {s['steps']}; nothing to do for {s['run']}"
+    )
+
+
+def _threshold(args: argparse.Namespace, checkpoint: dict[str, Any]) -> dict[str, Any]:
+    from instrument_seg.cue_eval import threshold_kwargs
+
+    thr = threshold_kwargs(checkpoint["config"])
+    if args.threshold:
+        thr["method"] = args.threshold
+    return thr
+
+
+def _eval_split(args: argparse.Namespace, checkpoint: dict[str, Any], dataset):
+    """The frames to score: the run's held-out sequences for a TT run (if present), else all."""
+    from instrument_seg.data import Dataset
+
+    split = args.split
+    if split == "auto":
+        split = "test" if checkpoint.get("setting") == "tt" else "all"
+    if split == "all":
+        return dataset, split
+    names = set(checkpoint.get("test_sequences") or [])
+    chosen = [s for s in dataset.sequences if s.name in names]
+    if not chosen:
+        raise InputError(
+            f"none of the run's test sequences ({', '.join(sorted(names)) or 'none'}) is in "
+            f"{dataset.root}"
+        )
+    return Dataset(dataset.root, chosen, dataset.layout), split
+
+
+def cmd_evaluate(args: argparse.Namespace) -> str:
+    from instrument_seg.data import load_dataset
+    from instrument_seg.evaluate import TorchPredictor, evaluate_dataset
+    from instrument_seg.train import load_checkpoint
+
+    checkpoint = load_checkpoint(args.model)
+    dataset = load_dataset(args.data)
+    dataset, split = _eval_split(args, checkpoint, dataset)
+    if not dataset.has_masks:
+        raise InputError(f"{dataset.root} has frames without ground-truth masks; cannot score")
+    threshold = _threshold(args, checkpoint)
+    predictor = TorchPredictor(checkpoint)
+    with progress_bar(len(dataset), "evaluate") as bar:
+        report = evaluate_dataset(predictor, dataset, threshold, progress=bar.update)
+    report = {
+        "model": checkpoint["path"],
+        "data": str(args.data),
+        "split": split,
+        "threshold": threshold,
+        **report,
+    }
+    if args.figures:
+        write_prediction_panels(args.figures, dataset, checkpoint, predictor)
+    if args.json:
+        write_json_atomic(args.json, report)
+    iou, dice = report["iou"], report["dice"]
+    return (
+        f"evaluate: {iou['n']} frame(s), IoU {100 * iou['mean']:.2f} ± {100 * iou['std']:.2f} %, "
+        f"Dice {100 * dice['mean']:.2f} ± {100 * dice['std']:.2f} % ({threshold['method']})"
+    )
+
+
+def write_prediction_panels(out: Path, dataset, checkpoint, predictor) -> None:
+    """Fig.-2 panels with the prediction column, for evenly spaced frames."""
+    from instrument_seg.anchors import make_anchors
+    from instrument_seg.figures import fig2_panel, spread
+    from instrument_seg.pipeline import dataset_cues
+
+    config = checkpoint["config"]
+    frames = dataset_cues(dataset, config)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    for k in spread(len(frames), int(config["figures"]["max_frames"])):
+        fc = frames[k]
+        a_pos, a_neg = make_anchors(fc.cues, config["cues"]["enabled"])
+        prob = predictor.probability(fc.image)
+        fig2_panel(
+            out / f"{fc.sequence}_{fc.name}.png",
+            fc.image,
+            fc.cues,
+            a_pos,
+            a_neg,
+            fc.gt,
+            prediction=prob,
+            title=f"{fc.sequence} / {fc.name}",
+        )
+
+
+def cmd_predict(args: argparse.Namespace) -> str:
+    import cv2
+    import numpy as np
+
+    from instrument_seg.data import load_dataset
+    from instrument_seg.evaluate import TorchPredictor, iter_predictions
+    from instrument_seg.figures import overlay
+    from instrument_seg.train import load_checkpoint
+
+    checkpoint = load_checkpoint(args.model)
+    dataset = load_dataset(args.data)
+    predictor = TorchPredictor(checkpoint)
+    threshold = _threshold(args, checkpoint)
+    out = Path(args.out)
+    count = 0
+    with progress_bar(len(dataset), "predict") as bar:
+        for seq, name, rgb, prob, mask, _gt in iter_predictions(predictor, dataset, threshold):
+            folders = {k: out / seq / k for k in ("masks", "probs", "overlays")}
+            for folder in folders.values():
+                folder.mkdir(parents=True, exist_ok=True)
+            cv2.imwrite(str(folders["masks"] / f"{name}.png"), mask.astype(np.uint8) * 255)
+            cv2.imwrite(
+                str(folders["probs"] / f"{name}.png"), np.round(prob * 65535).astype(np.uint16)
+            )
+            cv2.imwrite(
+                str(folders["overlays"] / f"{name}.png"),
+                cv2.cvtColor(overlay(rgb, mask), cv2.COLOR_RGB2BGR),
+            )
+            count += 1
+            bar.update()
+    return f"predict: {count} frame(s) -> masks, probabilities (16-bit) and overlays in {out}"
+
+
+# --- entry point -----------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="instrument-seg",
+        description="Unsupervised surgical instrument segmentation (anchors + diffusion).",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("synth", help="write a procedural endoscopy video dataset with masks")
+    p.add_argument("--out", required=True, type=Path, help="output directory (must not exist)")
+    p.add_argument("--sequences", type=int, default=2, help="number of sequences")
+    p.add_argument("--frames", type=int, default=8, help="frames per sequence")
+    p.add_argument("--size", type=parse_size, default=(256, 320), help="frame size HxW")
+    p.add_argument("--seed", type=int, default=0, help="random seed")
+    p.set_defaults(func=cmd_synth)
+
+    p = sub.add_parser("cues", help="cues and anchors scored against ground truth (Table 2)")
+    p.add_argument("--data", required=True, type=Path, help="dataset directory or video file")
+    p.add_argument("--json", type=Path, help="write the full report (per frame and mean) here")
+    p.add_argument("--figures", type=Path, help="write Fig.-2 style panels (PNG) here")
+    add_config_args(p)
+    p.set_defaults(func=cmd_cues)
+
+    p = sub.add_parser("train", help="train the U-Net from anchors (+ semantic diffusion)")
+    p.add_argument("--data", required=True, type=Path, help="dataset directory or video file")
+    p.add_argument("--out", required=True, type=Path, help="run directory to create")
+    p.add_argument("--setting", default="ss", help="ss (single stage) or tt (train/test)")
+    p.add_argument("--fold", type=int, help="held-out fold for --setting tt (0..3)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    add_config_args(p)
+    p.set_defaults(func=cmd_train)
+
+    for name, text in (
+        ("evaluate", "IoU / Dice of a trained run on labelled frames"),
+        ("predict", "write masks, probabilities and overlays"),
+    ):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("--model", required=True, type=Path, help="run directory or checkpoint")
+        p.add_argument("--data", required=True, type=Path, help="dataset directory or video")
+        p.add_argument(
+            "--threshold", choices=("otsu", "official"), help="override the run's threshold method"
+        )
+        if name == "evaluate":
+            p.add_argument("--json", type=Path, help="write the report (per frame) here")
+            p.add_argument("--figures", type=Path, help="write Fig.-2 panels here")
+            p.add_argument(
+                "--split",
+                choices=("auto", "all", "test"),
+                default="auto",
+                help="frames to score (auto: a TT run's held-out fold, else all)",
+            )
+            p.set_defaults(func=cmd_evaluate)
+        else:
+            p.add_argument("--out", required=True, type=Path, help="output directory")
+            p.set_defaults(func=cmd_predict)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        summary = args.func(args)
+    except InputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(summary)
+    return 0

@@ -1,0 +1,106 @@
+"""Configuration: one defaults file, experiment overrides, then ``key=value`` from the CLI.
+
+The defaults live in ``config/train.yaml`` (installed as ``instrument_seg._defaults``). Every key
+a user may set appears there; an unknown key is an :class:`InputError`. The resolved config is
+saved next to whatever a command produces.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterable, Mapping
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from instrument_seg.errors import InputError
+
+DEFAULTS_NAME = "train.yaml"
+
+
+def defaults_path() -> Path:
+    """Where ``train.yaml`` is: the installed ``instrument_seg._defaults`` or the source tree.
+
+    An editable install maps ``config/`` only for regular installs, so a source checkout falls
+    back to ``<repo>/config``.
+    """
+    try:
+        installed = Path(str(resources.files("instrument_seg._defaults").joinpath(DEFAULTS_NAME)))
+        if installed.is_file():
+            return installed
+    except ModuleNotFoundError:
+        pass
+    return Path(__file__).resolve().parents[2] / "config" / DEFAULTS_NAME
+
+
+def default_config() -> dict[str, Any]:
+    """Returns a fresh copy of the packaged defaults (``config/train.yaml``)."""
+    return yaml.safe_load(defaults_path().read_text())
+
+
+def _merge(
+    base: dict[str, Any], override: Mapping[str, Any], origin: str, prefix: str = ""
+) -> None:
+    for key, value in override.items():
+        dotted = f"{prefix}{key}"
+        if key not in base:
+            raise InputError(f"unknown config key '{dotted}' in {origin}")
+        if isinstance(base[key], dict):
+            if not isinstance(value, Mapping):
+                raise InputError(f"config key '{dotted}' in {origin} must be a mapping")
+            _merge(base[key], value, origin, f"{dotted}.")
+        else:
+            base[key] = copy.deepcopy(value)
+
+
+def parse_override(item: str) -> dict[str, Any]:
+    """Turns ``a.b=value`` into ``{"a": {"b": value}}``; the value is parsed as YAML."""
+    if "=" not in item:
+        raise InputError(f"override '{item}' is not of the form key=value")
+    key, raw = item.split("=", 1)
+    if not key or any(not part for part in key.split(".")):
+        raise InputError(f"override '{item}' has an empty key")
+    try:
+        value = yaml.safe_load(raw) if raw else ""
+    except yaml.YAMLError as exc:
+        raise InputError(f"override '{item}' has a value that is not valid YAML") from exc
+    for part in reversed(key.split(".")):
+        value = {part: value}
+    return value
+
+
+def load_config(files: Iterable[str | Path] = (), overrides: Iterable[str] = ()) -> dict[str, Any]:
+    """Resolves defaults <- each YAML file <- each ``key=value`` override, in that order.
+
+    Args:
+        files: experiment YAML files overriding a subset of the defaults.
+        overrides: ``dotted.key=value`` strings, values parsed as YAML.
+
+    Returns:
+        The resolved nested config.
+
+    Raises:
+        InputError: a missing or invalid file, or an unknown key.
+    """
+    config = default_config()
+    for file in files:
+        path = Path(file)
+        if not path.is_file():
+            raise InputError(f"config file {path} does not exist")
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise InputError(f"config file {path} is not valid YAML") from exc
+        if not isinstance(data, Mapping):
+            raise InputError(f"config file {path} must hold a mapping of keys")
+        _merge(config, data, str(path))
+    for item in overrides:
+        _merge(config, parse_override(item), f"override '{item}'")
+    return config
+
+
+def save_config(config: Mapping[str, Any], path: str | Path) -> None:
+    """Writes the resolved config as YAML."""
+    Path(path).write_text(yaml.safe_dump(dict(config), sort_keys=False))

@@ -1,0 +1,546 @@
+"""Training losses of Liu et al. (MICCAI 2020), METHOD.md section 3.
+
+Pure functions do the maths and check shapes; thin :class:`torch.nn.Module` wrappers hold the
+hyper-parameters (constructed from plain keyword arguments, so a config section maps onto them).
+
+- Anchor loss (Eq. 1), :func:`anchor_loss_paper` (linear in ``p``) and :func:`anchor_loss_log`
+  (the official code's weighted log form, the default).
+- Semantic diffusion (Eq. 2-4): :func:`pool_fg_bg` pools frozen CNN features with the predicted
+  foreground / background, :func:`semantic_diffusion` compares the pools of two frames.
+- Full loss (Eq. 5): :func:`full_loss`, with switches for the Table-1 ablation.
+
+Official half form. The authors' code (Finspire13/AGSD-Surgical-Instrument-Segmentation,
+``utils.py::get_diffusion_loss``, MIT) computes::
+
+    fg_diff = phi(fg_1, fg_2) - phi(fg_1, bg_1) / 2 - phi(fg_2, bg_2) / 2
+    bg_diff = phi(bg_1, bg_2) - phi(fg_1, bg_1) / 2 - phi(fg_2, bg_2) / 2
+    loss_fg = relu(fg_margin - fg_diff).mean() * fg_ratio     # 0.05, fg_ratio 0.5
+    loss_bg = relu(bg_margin - bg_diff).mean() * bg_ratio     # 0.45, bg_ratio 2
+
+i.e. ``max(0.5 * (phi(fg_t, bg_t) + phi(fg_t1, bg_t1)) - phi(fg_t, fg_t1) + m, 0)``: exactly half
+of the paper's hinge with margin ``2 m`` (0.05 / 0.45 there = 0.1 / 0.9 in paper units). The same
+code pools with the probability-weighted mean (divided by the mass), after L2-normalising every
+feature pixel over channels (``featureL2Norm`` in its ``feature_extraction.py``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from instrument_seg.errors import InputError
+
+#: Margins (m_fg, m_bg) per diffusion form.
+DEFAULT_MARGINS: dict[str, tuple[float, float]] = {"paper": (0.2, 0.8), "official": (0.05, 0.45)}
+#: Loss weights (w_fg, w_bg) of the official configuration (the paper's Eq. 5 uses 1, 1).
+OFFICIAL_WEIGHTS: tuple[float, float] = (0.5, 2.0)
+#: Mass below which a weighted-mean pool is treated as empty (avoids 0 / 0).
+_EPS = 1e-6
+
+
+# --------------------------------------------------------------------------------------------
+# Shape checks
+# --------------------------------------------------------------------------------------------
+
+
+def _check_map(name: str, x: torch.Tensor) -> None:
+    if not isinstance(x, torch.Tensor) or x.ndim != 4 or x.shape[1] != 1:
+        shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+        raise InputError(f"{name} must be a (B, 1, H, W) tensor, got {shape}.")
+
+
+def _check_same(ref_name: str, ref: torch.Tensor, **others: torch.Tensor) -> None:
+    _check_map(ref_name, ref)
+    for name, x in others.items():
+        _check_map(name, x)
+        if x.shape != ref.shape:
+            raise InputError(
+                f"{name} has shape {tuple(x.shape)} but {ref_name} has {tuple(ref.shape)}."
+            )
+
+
+def _check_feats(name: str, x: torch.Tensor) -> None:
+    if not isinstance(x, torch.Tensor) or x.ndim != 4:
+        shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+        raise InputError(f"{name} must be a (B, C, h, w) tensor, got {shape}.")
+
+
+def _check_vectors(**vectors: torch.Tensor) -> None:
+    ref_name, ref = next(iter(vectors.items()))
+    for name, v in vectors.items():
+        if not isinstance(v, torch.Tensor) or v.ndim != 2:
+            shape = tuple(v.shape) if isinstance(v, torch.Tensor) else type(v).__name__
+            raise InputError(f"{name} must be a (B, C) tensor, got {shape}.")
+        if v.shape != ref.shape:
+            raise InputError(
+                f"{name} has shape {tuple(v.shape)} but {ref_name} has {tuple(ref.shape)}."
+            )
+
+
+def _form_margins(form: str, m_fg: float | None, m_bg: float | None) -> tuple[float, float]:
+    if form not in DEFAULT_MARGINS:
+        raise InputError(f"unknown diffusion form '{form}'; use 'paper' or 'official'.")
+    d_fg, d_bg = DEFAULT_MARGINS[form]
+    return (d_fg if m_fg is None else float(m_fg)), (d_bg if m_bg is None else float(m_bg))
+
+
+# --------------------------------------------------------------------------------------------
+# Anchor loss (Eq. 1)
+# --------------------------------------------------------------------------------------------
+
+
+def anchor_loss_paper(p: torch.Tensor, a_pos: torch.Tensor, a_neg: torch.Tensor) -> torch.Tensor:
+    """Eq. 1 of the paper: ``mean(-a_pos * p - a_neg * (1 - p))``.
+
+    Args:
+        p: (B, 1, H, W) probabilities (``sigmoid`` of the logits).
+        a_pos: (B, 1, H, W) positive anchor in [0, 1].
+        a_neg: (B, 1, H, W) negative anchor in [0, 1].
+
+    Returns:
+        Scalar loss (mean over batch and pixels), in [-1, 0] for inputs in [0, 1].
+    """
+    _check_same("p", p, a_pos=a_pos, a_neg=a_neg)
+    return (-a_pos * p - a_neg * (1.0 - p)).mean()
+
+
+def anchor_loss_log(
+    z: torch.Tensor,
+    a_pos: torch.Tensor,
+    a_neg: torch.Tensor,
+    w_pos: float = 1.5,
+    w_neg: float = 1.0,
+) -> torch.Tensor:
+    """Anchor loss in the official code's log form (a soft, weighted cross-entropy).
+
+    ``mean(-a_pos * logsigmoid(z)) * w_pos + mean(-a_neg * logsigmoid(-z)) * w_neg``.
+
+    Args:
+        z: (B, 1, H, W) logits.
+        a_pos: (B, 1, H, W) positive anchor in [0, 1].
+        a_neg: (B, 1, H, W) negative anchor in [0, 1].
+        w_pos: Weight of the positive term (1.5 in the official config).
+        w_neg: Weight of the negative term (1.0).
+
+    Returns:
+        Scalar loss, >= 0.
+    """
+    _check_same("z", z, a_pos=a_pos, a_neg=a_neg)
+    loss_pos = (-a_pos * F.logsigmoid(z)).mean()
+    loss_neg = (-a_neg * F.logsigmoid(-z)).mean()
+    return loss_pos * w_pos + loss_neg * w_neg
+
+
+# --------------------------------------------------------------------------------------------
+# Semantic diffusion (Eq. 2-4)
+# --------------------------------------------------------------------------------------------
+
+
+def l2_normalize_pixels(feats: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """Divides every feature pixel by its L2 norm over channels (the official ``featureL2Norm``).
+
+    Args:
+        feats: (B, C, h, w) features.
+        eps: Added to the squared norm.
+
+    Returns:
+        (B, C, h, w) features with unit-norm pixels (zero pixels stay zero).
+    """
+    _check_feats("feats", feats)
+    return feats / torch.sqrt(feats.pow(2).sum(dim=1, keepdim=True) + eps)
+
+
+def pool_fg_bg(
+    p: torch.Tensor,
+    feats: torch.Tensor,
+    weighted_mean: bool = True,
+    l2_normalize: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pools features with the predicted foreground and background (Eq. 2).
+
+    ``f_fg = sum_i p_i F_i`` and ``f_bg = sum_i (1 - p_i) F_i``, or the same divided by the mass
+    (``sum_i p_i``, ``sum_i (1 - p_i)``) when ``weighted_mean`` is set.
+
+    Resolution: the paper upsamples the features to the prediction size. Here ``p`` is instead
+    reduced to the feature grid by area averaging (``adaptive_avg_pool2d``), which is *exactly*
+    the paper's pooling with features upsampled by nearest neighbour: every feature cell ``c``
+    covers ``k`` prediction pixels, so ``sum_i p_i F_up(i) = k * sum_c mean_{i in c}(p_i) F_c``.
+    The weighted mean is identical; the sum differs by the constant ``k``. Bilinear/bicubic
+    feature upsampling (the official code) differs from this only by interpolation, and the
+    cost drops from O(C H W) to O(C h w) with h w = H W / 256 for VGG16 relu5_3. Unlike
+    bilinear *downsampling* of ``p``, area averaging lets every prediction pixel receive
+    gradient. If ``p`` is coarser than ``feats``, ``p`` is upsampled bilinearly instead.
+
+    Note that the cosine similarity used on the pools is scale-invariant, so the sum and the
+    weighted mean give the same :func:`semantic_diffusion` value and gradient (up to ``eps``).
+
+    Args:
+        p: (B, 1, H, W) foreground probabilities.
+        feats: (B, C, h, w) frozen features (e.g. VGG16 relu5_3).
+        weighted_mean: Divide by the mass (official code) instead of summing (paper).
+        l2_normalize: L2-normalise each feature pixel over channels first (official code).
+
+    Returns:
+        ``(f_fg, f_bg)``, each (B, C).
+    """
+    _check_map("p", p)
+    _check_feats("feats", feats)
+    if feats.shape[0] != p.shape[0]:
+        raise InputError(
+            f"feats has batch size {feats.shape[0]} but p has {p.shape[0]} ({tuple(p.shape)})."
+        )
+    f = l2_normalize_pixels(feats) if l2_normalize else feats
+    size = tuple(feats.shape[-2:])
+    if tuple(p.shape[-2:]) == size:
+        q = p
+    elif p.shape[-2] >= size[0] and p.shape[-1] >= size[1]:
+        q = F.adaptive_avg_pool2d(p, size)
+    else:
+        q = F.interpolate(p, size=size, mode="bilinear", align_corners=False)
+    q = q.to(f.dtype)
+    f_fg = (q * f).sum(dim=(2, 3))
+    f_bg = ((1.0 - q) * f).sum(dim=(2, 3))
+    if weighted_mean:
+        f_fg = f_fg / (q.sum(dim=(2, 3)) + _EPS)
+        f_bg = f_bg / ((1.0 - q).sum(dim=(2, 3)) + _EPS)
+    return f_fg, f_bg
+
+
+def semantic_diffusion(
+    fg_t: torch.Tensor,
+    bg_t: torch.Tensor,
+    fg_t1: torch.Tensor,
+    bg_t1: torch.Tensor,
+    m_fg: float | None = None,
+    m_bg: float | None = None,
+    form: str = "paper",
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Semantic-diffusion hinge losses (Eq. 3-4) with cosine similarity ``phi``.
+
+    ``form="paper"``::
+
+        L_fg = max(phi(fg_t, bg_t) + phi(fg_t1, bg_t1) - 2 phi(fg_t, fg_t1) + m_fg, 0)
+        L_bg = max(phi(fg_t, bg_t) + phi(fg_t1, bg_t1) - 2 phi(bg_t, bg_t1) + m_bg, 0)
+
+    ``form="official"`` (the authors' code, see the module docstring)::
+
+        L_fg = max((phi(fg_t, bg_t) + phi(fg_t1, bg_t1)) / 2 - phi(fg_t, fg_t1) + m_fg, 0)
+
+    and likewise for ``L_bg``. Weights (official: fg 0.5, bg 2) are applied by the caller.
+
+    Args:
+        fg_t: (B, C) foreground pool of frame t.
+        bg_t: (B, C) background pool of frame t.
+        fg_t1: (B, C) foreground pool of frame t+1 (or of a paired frame).
+        bg_t1: (B, C) background pool of frame t+1.
+        m_fg: Foreground margin; None uses the form's default (paper 0.2, official 0.05).
+        m_bg: Background margin; None uses the form's default (paper 0.8, official 0.45).
+        form: ``"paper"`` or ``"official"``.
+
+    Returns:
+        ``(L_fg, L_bg)``, scalars (mean over the batch).
+    """
+    _check_vectors(fg_t=fg_t, bg_t=bg_t, fg_t1=fg_t1, bg_t1=bg_t1)
+    m_fg, m_bg = _form_margins(form, m_fg, m_bg)
+    cross = F.cosine_similarity(fg_t, bg_t, dim=1) + F.cosine_similarity(fg_t1, bg_t1, dim=1)
+    same_fg = F.cosine_similarity(fg_t, fg_t1, dim=1)
+    same_bg = F.cosine_similarity(bg_t, bg_t1, dim=1)
+    if form == "paper":
+        loss_fg = F.relu(cross - 2.0 * same_fg + m_fg)
+        loss_bg = F.relu(cross - 2.0 * same_bg + m_bg)
+    else:
+        loss_fg = F.relu(0.5 * cross - same_fg + m_fg)
+        loss_bg = F.relu(0.5 * cross - same_bg + m_bg)
+    return loss_fg.mean(), loss_bg.mean()
+
+
+# --------------------------------------------------------------------------------------------
+# Full loss (Eq. 5)
+# --------------------------------------------------------------------------------------------
+
+
+def full_loss(
+    z_t: torch.Tensor,
+    z_t1: torch.Tensor,
+    a_pos_t: torch.Tensor,
+    a_neg_t: torch.Tensor,
+    a_pos_t1: torch.Tensor,
+    a_neg_t1: torch.Tensor,
+    feats_t: torch.Tensor | None = None,
+    feats_t1: torch.Tensor | None = None,
+    *,
+    anchor_form: str = "log",
+    w_pos: float = 1.5,
+    w_neg: float = 1.0,
+    diffusion_form: str = "paper",
+    m_fg: float | None = None,
+    m_bg: float | None = None,
+    w_fg: float = 1.0,
+    w_bg: float = 1.0,
+    use_fg: bool = True,
+    use_bg: bool = True,
+    weighted_mean: bool = True,
+    l2_normalize: bool = True,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """Eq. 5: ``L_anc(t) + L_anc(t+1) + w_fg * L_fg + w_bg * L_bg``.
+
+    Table-1 ablation: ``use_fg=use_bg=False`` (L_anc), ``use_bg=False`` (+L_fg),
+    ``use_fg=False`` (+L_bg), both True (full). With both off, features are not needed.
+
+    Args:
+        z_t: (B, 1, H, W) logits of frame t.
+        z_t1: (B, 1, H, W) logits of frame t+1 (or of a paired frame).
+        a_pos_t: (B, 1, H, W) positive anchor of frame t.
+        a_neg_t: (B, 1, H, W) negative anchor of frame t.
+        a_pos_t1: (B, 1, H, W) positive anchor of frame t+1.
+        a_neg_t1: (B, 1, H, W) negative anchor of frame t+1.
+        feats_t: (B, C, h, w) frozen features of frame t (needed if a diffusion term is on).
+        feats_t1: (B, C, h, w) frozen features of frame t+1.
+        anchor_form: ``"log"`` (official, default) or ``"paper"`` (Eq. 1).
+        w_pos: Positive weight of the log form.
+        w_neg: Negative weight of the log form.
+        diffusion_form: ``"paper"`` or ``"official"`` (see :func:`semantic_diffusion`).
+        m_fg: Foreground margin (None: the form's default).
+        m_bg: Background margin (None: the form's default).
+        w_fg: Weight of ``L_fg``.
+        w_bg: Weight of ``L_bg``.
+        use_fg: Include ``L_fg``.
+        use_bg: Include ``L_bg``.
+        weighted_mean: Pool with the mass-normalised mean (see :func:`pool_fg_bg`).
+        l2_normalize: L2-normalise feature pixels before pooling (official code).
+
+    Returns:
+        ``(total, parts)``: the scalar loss and ``{"anc_t", "anc_t1", "fg", "bg", "total"}`` as
+        floats (``fg``/``bg`` unweighted, 0.0 when switched off) for logging.
+    """
+    _check_same("z_t", z_t, z_t1=z_t1, a_pos_t=a_pos_t, a_neg_t=a_neg_t)
+    _check_same("z_t", z_t, a_pos_t1=a_pos_t1, a_neg_t1=a_neg_t1)
+    anc_t = _anchor(anchor_form, z_t, a_pos_t, a_neg_t, w_pos, w_neg)
+    anc_t1 = _anchor(anchor_form, z_t1, a_pos_t1, a_neg_t1, w_pos, w_neg)
+    total = anc_t + anc_t1
+    parts = {"anc_t": float(anc_t.detach()), "anc_t1": float(anc_t1.detach())}
+    l_fg = l_bg = None
+    if use_fg or use_bg:
+        if feats_t is None or feats_t1 is None:
+            raise InputError("feats_t and feats_t1 are required when a diffusion term is on.")
+        _form_margins(diffusion_form, m_fg, m_bg)
+        if feats_t.shape != feats_t1.shape:
+            raise InputError(
+                f"feats_t1 has shape {tuple(feats_t1.shape)} but feats_t has "
+                f"{tuple(feats_t.shape)}."
+            )
+        fg_t, bg_t = pool_fg_bg(torch.sigmoid(z_t), feats_t, weighted_mean, l2_normalize)
+        fg_t1, bg_t1 = pool_fg_bg(torch.sigmoid(z_t1), feats_t1, weighted_mean, l2_normalize)
+        l_fg, l_bg = semantic_diffusion(
+            fg_t, bg_t, fg_t1, bg_t1, m_fg=m_fg, m_bg=m_bg, form=diffusion_form
+        )
+    if use_fg and l_fg is not None:
+        total = total + w_fg * l_fg
+    if use_bg and l_bg is not None:
+        total = total + w_bg * l_bg
+    parts["fg"] = float(l_fg.detach()) if use_fg and l_fg is not None else 0.0
+    parts["bg"] = float(l_bg.detach()) if use_bg and l_bg is not None else 0.0
+    parts["total"] = float(total.detach())
+    return total, parts
+
+
+def _anchor(
+    form: str,
+    z: torch.Tensor,
+    a_pos: torch.Tensor,
+    a_neg: torch.Tensor,
+    w_pos: float,
+    w_neg: float,
+) -> torch.Tensor:
+    if form == "log":
+        return anchor_loss_log(z, a_pos, a_neg, w_pos, w_neg)
+    if form == "paper":
+        _check_map("z", z)
+        return anchor_loss_paper(torch.sigmoid(z), a_pos, a_neg)
+    raise InputError(f"unknown anchor loss form '{form}'; use 'log' or 'paper'.")
+
+
+# --------------------------------------------------------------------------------------------
+# Module wrappers
+# --------------------------------------------------------------------------------------------
+
+
+def _pair(name: str, value: Sequence[float] | None) -> tuple[float, float] | None:
+    if value is None:
+        return None
+    try:
+        first, second = (float(v) for v in value)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"{name} must be two numbers (fg, bg), got {value!r}.") from exc
+    return first, second
+
+
+class AnchorLoss(nn.Module):
+    """Anchor loss on logits: ``form="log"`` (official, default) or ``"paper"`` (Eq. 1).
+
+    ``forward(z, a_pos, a_neg)`` takes (B, 1, H, W) logits and anchors and returns a scalar.
+    """
+
+    def __init__(self, form: str = "log", w_pos: float = 1.5, w_neg: float = 1.0) -> None:
+        super().__init__()
+        if form not in ("log", "paper"):
+            raise InputError(f"unknown anchor loss form '{form}'; use 'log' or 'paper'.")
+        self.form = form
+        self.w_pos = float(w_pos)
+        self.w_neg = float(w_neg)
+
+    def forward(self, z: torch.Tensor, a_pos: torch.Tensor, a_neg: torch.Tensor) -> torch.Tensor:
+        """Args: z, a_pos, a_neg (B, 1, H, W). Returns the scalar loss."""
+        return _anchor(self.form, z, a_pos, a_neg, self.w_pos, self.w_neg)
+
+    def extra_repr(self) -> str:
+        return f"form={self.form!r}, w_pos={self.w_pos}, w_neg={self.w_neg}"
+
+
+class SemanticDiffusionLoss(nn.Module):
+    """Weighted semantic-diffusion loss ``w_fg * L_fg + w_bg * L_bg`` of a pair of frames.
+
+    ``forward(z_t, z_t1, feats_t, feats_t1)`` takes (B, 1, H, W) logits and (B, C, h, w)
+    features and returns a scalar.
+    """
+
+    def __init__(
+        self,
+        form: str = "paper",
+        margins: Sequence[float] | None = None,
+        weights: Sequence[float] = (1.0, 1.0),
+        weighted_mean: bool = True,
+        l2_normalize: bool = True,
+    ) -> None:
+        """Builds the loss.
+
+        Args:
+            form: ``"paper"`` or ``"official"`` (see :func:`semantic_diffusion`).
+            margins: (m_fg, m_bg); None uses the form's defaults (0.2/0.8 or 0.05/0.45).
+            weights: (w_fg, w_bg); the official config uses (0.5, 2).
+            weighted_mean: Mass-normalised pooling (see :func:`pool_fg_bg`).
+            l2_normalize: L2-normalise feature pixels before pooling.
+        """
+        super().__init__()
+        pair = _pair("margins", margins)
+        self.form = form
+        self.m_fg, self.m_bg = _form_margins(form, *(pair or (None, None)))
+        self.w_fg, self.w_bg = _pair("weights", weights) or (1.0, 1.0)
+        self.weighted_mean = bool(weighted_mean)
+        self.l2_normalize = bool(l2_normalize)
+
+    def parts(
+        self, z_t: torch.Tensor, z_t1: torch.Tensor, feats_t: torch.Tensor, feats_t1: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Returns the unweighted ``(L_fg, L_bg)`` scalars."""
+        _check_same("z_t", z_t, z_t1=z_t1)
+        fg_t, bg_t = pool_fg_bg(torch.sigmoid(z_t), feats_t, self.weighted_mean, self.l2_normalize)
+        fg_t1, bg_t1 = pool_fg_bg(
+            torch.sigmoid(z_t1), feats_t1, self.weighted_mean, self.l2_normalize
+        )
+        return semantic_diffusion(fg_t, bg_t, fg_t1, bg_t1, self.m_fg, self.m_bg, self.form)
+
+    def forward(
+        self, z_t: torch.Tensor, z_t1: torch.Tensor, feats_t: torch.Tensor, feats_t1: torch.Tensor
+    ) -> torch.Tensor:
+        """Args: z_t, z_t1 (B, 1, H, W) logits; feats_t, feats_t1 (B, C, h, w). Returns scalar."""
+        l_fg, l_bg = self.parts(z_t, z_t1, feats_t, feats_t1)
+        return self.w_fg * l_fg + self.w_bg * l_bg
+
+    def extra_repr(self) -> str:
+        return (
+            f"form={self.form!r}, margins=({self.m_fg}, {self.m_bg}), "
+            f"weights=({self.w_fg}, {self.w_bg}), weighted_mean={self.weighted_mean}, "
+            f"l2_normalize={self.l2_normalize}"
+        )
+
+
+class AGSDLoss(nn.Module):
+    """Full loss (Eq. 5) of a pair of frames; see :func:`full_loss`.
+
+    ``forward(z_t, z_t1, a_pos_t, a_neg_t, a_pos_t1, a_neg_t1, feats_t, feats_t1)`` returns
+    ``(total, parts)`` with ``parts`` a dict of floats for logging.
+    """
+
+    def __init__(
+        self,
+        anchor_form: str = "log",
+        w_pos: float = 1.5,
+        w_neg: float = 1.0,
+        diffusion_form: str = "paper",
+        margins: Sequence[float] | None = None,
+        weights: Sequence[float] = (1.0, 1.0),
+        weighted_mean: bool = True,
+        l2_normalize: bool = True,
+        use_fg: bool = True,
+        use_bg: bool = True,
+    ) -> None:
+        """Builds the loss.
+
+        Args:
+            anchor_form: ``"log"`` (default) or ``"paper"``.
+            w_pos: Positive weight of the log anchor form.
+            w_neg: Negative weight of the log anchor form.
+            diffusion_form: ``"paper"`` (default) or ``"official"``.
+            margins: (m_fg, m_bg); None uses the form's defaults.
+            weights: (w_fg, w_bg).
+            weighted_mean: Mass-normalised pooling.
+            l2_normalize: L2-normalise feature pixels before pooling.
+            use_fg: Include ``L_fg`` (Table-1 ablation switch).
+            use_bg: Include ``L_bg`` (Table-1 ablation switch).
+        """
+        super().__init__()
+        self.anchor = AnchorLoss(anchor_form, w_pos, w_neg)
+        self.diffusion = SemanticDiffusionLoss(
+            diffusion_form, margins, weights, weighted_mean, l2_normalize
+        )
+        self.use_fg = bool(use_fg)
+        self.use_bg = bool(use_bg)
+
+    @property
+    def needs_features(self) -> bool:
+        """Whether ``forward`` needs ``feats_t`` / ``feats_t1``."""
+        return self.use_fg or self.use_bg
+
+    def forward(
+        self,
+        z_t: torch.Tensor,
+        z_t1: torch.Tensor,
+        a_pos_t: torch.Tensor,
+        a_neg_t: torch.Tensor,
+        a_pos_t1: torch.Tensor,
+        a_neg_t1: torch.Tensor,
+        feats_t: torch.Tensor | None = None,
+        feats_t1: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        """Args: logits and anchors (B, 1, H, W); features (B, C, h, w) or None if unused.
+
+        Returns:
+            ``(total, parts)``, see :func:`full_loss`.
+        """
+        d = self.diffusion
+        return full_loss(
+            z_t,
+            z_t1,
+            a_pos_t,
+            a_neg_t,
+            a_pos_t1,
+            a_neg_t1,
+            feats_t,
+            feats_t1,
+            anchor_form=self.anchor.form,
+            w_pos=self.anchor.w_pos,
+            w_neg=self.anchor.w_neg,
+            diffusion_form=d.form,
+            m_fg=d.m_fg,
+            m_bg=d.m_bg,
+            w_fg=d.w_fg,
+            w_bg=d.w_bg,
+            use_fg=self.use_fg,
+            use_bg=self.use_bg,
+            weighted_mean=d.weighted_mean,
+            l2_normalize=d.l2_normalize,
+        )

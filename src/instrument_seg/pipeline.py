@@ -1,0 +1,83 @@
+"""Shared steps of the offline commands: frames at working size, cues and anchors per frame."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import cv2
+import numpy as np
+
+from instrument_seg.cues import check_cue_names, sequence_cues
+from instrument_seg.data import Dataset
+from instrument_seg.errors import InputError
+
+
+def working_size(config: Mapping[str, Any]) -> tuple[int, int]:
+    """``data.size`` as (H, W), validated."""
+    size = config["data"]["size"]
+    if (
+        not isinstance(size, (list, tuple))
+        or len(size) != 2
+        or not all(isinstance(v, int) and v >= 16 for v in size)
+    ):
+        raise InputError(f"data.size must be [H, W] with integers >= 16, got {size}")
+    return int(size[0]), int(size[1])
+
+
+def resize_rgb(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Resizes a uint8 RGB frame to (H, W) with area interpolation."""
+    if rgb.shape[:2] == tuple(size):
+        return rgb
+    return cv2.resize(rgb, (size[1], size[0]), interpolation=cv2.INTER_AREA)
+
+
+@dataclass
+class FrameCues:
+    """Cues of one frame at working size, with its identity and (full-size) ground truth."""
+
+    sequence: str
+    name: str
+    image: np.ndarray  # uint8 (h, w, 3) at working size
+    cues: dict[str, np.ndarray]  # float32 (h, w) each
+    gt: np.ndarray | None  # bool (H, W) at the frame's own resolution
+
+
+def dataset_cues(
+    dataset: Dataset,
+    config: Mapping[str, Any],
+    progress: Callable[[], None] | None = None,
+    with_gt: bool = True,
+) -> list[FrameCues]:
+    """Computes every cue for every frame of ``dataset`` (reads and validates all files first).
+
+    Args:
+        dataset: the loaded dataset.
+        config: resolved config (``data``, ``cues``, ``seed`` sections are used).
+        progress: called once per frame whose cues are done.
+        with_gt: also read ground truth where present.
+    """
+    size = working_size(config)
+    cue_cfg = config["cues"]
+    names = check_cue_names(cue_cfg["enabled"])
+    still = bool(config["data"]["still_images"])
+    out: list[FrameCues] = []
+    for seq in dataset.sequences:
+        originals = [seq.image(i) for i in range(len(seq))]
+        gts = [seq.mask(i) if with_gt else None for i in range(len(seq))]
+        frames = [resize_rgb(im, size) for im in originals]
+        cues = sequence_cues(
+            frames,
+            names=names,
+            objectness_method=cue_cfg["objectness"]["method"],
+            still_images=still,
+            still_sigma=float(cue_cfg["location"]["still_sigma"]),
+            seed=int(config["seed"]),
+            progress=progress,
+        )
+        out += [
+            FrameCues(seq.name, seq.frame_name(i), frames[i], cues[i], gts[i])
+            for i in range(len(seq))
+        ]
+    return out

@@ -1,0 +1,130 @@
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from instrument_seg.data import load_dataset
+from instrument_seg.errors import InputError
+
+
+class TestGeneric:
+    def test_sequences_frames_and_masks(self, generic_tree):
+        ds = load_dataset(generic_tree)
+        assert ds.layout == "generic"
+        assert [s.name for s in ds.sequences] == ["seq_a", "seq_b"]
+        assert len(ds) == 5 and ds.has_masks
+        seq = ds.sequences[0]
+        assert [seq.frame_name(i) for i in range(3)] == ["f000", "f001", "f002"]
+        image, mask = seq.image(1), seq.mask(1)
+        assert image.shape == (48, 64, 3) and image.dtype == np.uint8
+        assert mask.dtype == bool and mask.shape == (48, 64) and mask.any()
+
+    def test_single_sequence_directory(self, generic_tree):
+        ds = load_dataset(generic_tree / "seq_b")
+        assert len(ds.sequences) == 1 and len(ds) == 2
+
+    def test_adjacent_pairs_stay_within_sequences(self, generic_tree):
+        pairs = load_dataset(generic_tree).adjacent_pairs()
+        assert [(a.sequence, a.index, b.sequence, b.index) for a, b in pairs] == [
+            (0, 0, 0, 1),
+            (0, 1, 0, 2),
+            (1, 0, 1, 1),
+        ]
+
+    def test_random_pairs_never_pair_a_frame_with_itself(self, generic_tree):
+        ds = load_dataset(generic_tree)
+        pairs = ds.random_pairs(np.random.default_rng(0))
+        assert len(pairs) == len(ds)
+        assert all(a != b for a, b in pairs)
+
+    def test_one_frame_sequence_has_no_pair(self, generic_tree):
+        for p in (generic_tree / "seq_b" / d / "f001.png" for d in ("images", "masks")):
+            p.unlink()
+        with pytest.raises(InputError, match="seq_b.*one frame"):
+            load_dataset(generic_tree).adjacent_pairs()
+
+    def test_without_masks(self, generic_tree):
+        for p in (generic_tree / "seq_a" / "masks").iterdir():
+            p.unlink()
+        (generic_tree / "seq_a" / "masks").rmdir()
+        ds = load_dataset(generic_tree)
+        assert not ds.sequences[0].has_masks and ds.sequences[0].mask(0) is None
+        assert not ds.has_masks
+
+    def test_mask_size_mismatch_names_the_file(self, generic_tree):
+        bad = generic_tree / "seq_a" / "masks" / "f001.png"
+        cv2.imwrite(str(bad), np.zeros((10, 10), np.uint8))
+        with pytest.raises(InputError, match=r"f001\.png is 10x10 but its image is 48x64"):
+            load_dataset(generic_tree).sequences[0].mask(1)
+
+    def test_missing_mask_names_the_image(self, generic_tree):
+        (generic_tree / "seq_a" / "masks" / "f002.png").unlink()
+        with pytest.raises(InputError, match="no mask for image f002.png"):
+            load_dataset(generic_tree)
+
+    def test_unreadable_image(self, generic_tree):
+        bad = generic_tree / "seq_a" / "images" / "f000.png"
+        bad.write_bytes(b"not a png")
+        with pytest.raises(InputError, match=r"cannot read image .*f000\.png"):
+            load_dataset(generic_tree).sequences[0].image(0)
+
+
+class TestEndoVis:
+    def test_crop_and_label_union_without_other(self, endovis_tree):
+        ds = load_dataset(endovis_tree)
+        assert ds.layout == "endovis" and len(ds) == 2
+        seq = ds.sequences[0]
+        assert seq.image(0).shape == (1024, 1280, 3)
+        mask = seq.mask(0)
+        assert mask.shape == (1024, 1280)
+        # label rows 100:200 and 500:600, columns 400:800 -> crop offsets (28, 320)
+        expected = np.zeros((1024, 1280), bool)
+        expected[72:172, 80:480] = True
+        expected[472:572, 80:480] = True
+        np.testing.assert_array_equal(mask, expected)
+
+    def test_dataset_folder_itself(self, endovis_tree):
+        ds = load_dataset(endovis_tree / "instrument_dataset_1")
+        assert len(ds.sequences) == 1
+
+    def test_missing_label_names_folder_and_frame(self, endovis_tree):
+        gt = endovis_tree / "instrument_dataset_1" / "ground_truth"
+        (gt / "Left_Prograsp_Forceps_labels" / "frame001.png").unlink()
+        with pytest.raises(InputError, match="Left_Prograsp_Forceps_labels.*frame001.png"):
+            load_dataset(endovis_tree)
+
+
+class TestVideo:
+    def test_video_file_is_a_sequence(self, tmp_path: Path):
+        path = tmp_path / "clip.avi"
+        writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (64, 48))
+        for i in range(4):
+            writer.write(np.full((48, 64, 3), 40 * i, np.uint8))
+        writer.release()
+        for target in (path, tmp_path):
+            ds = load_dataset(target)
+            assert ds.layout == "video" and len(ds) == 4
+            assert ds.sequences[0].image(3).shape == (48, 64, 3)
+            assert not ds.has_masks
+
+    def test_corrupt_video(self, tmp_path: Path):
+        path = tmp_path / "broken.mp4"
+        path.write_bytes(b"\x00" * 100)
+        with pytest.raises(InputError, match="cannot decode video"):
+            load_dataset(path)
+
+
+class TestBadPaths:
+    def test_missing_directory(self, tmp_path: Path):
+        with pytest.raises(InputError, match="does not exist"):
+            load_dataset(tmp_path / "nope")
+
+    def test_empty_directory(self, tmp_path: Path):
+        with pytest.raises(InputError, match="no frames found"):
+            load_dataset(tmp_path)
+
+    def test_empty_images_folder(self, tmp_path: Path):
+        (tmp_path / "seq" / "images").mkdir(parents=True)
+        with pytest.raises(InputError, match="no image files"):
+            load_dataset(tmp_path)

@@ -1,0 +1,43 @@
+import pytest
+
+from instrument_seg.config import load_config, parse_override
+from instrument_seg.errors import InputError
+
+
+class TestConfig:
+    def test_defaults_hold_every_section(self):
+        config = load_config()
+        assert config["cues"]["enabled"] == ["color", "objectness", "location"]
+        assert config["threshold"]["method"] == "otsu"
+
+    def test_file_then_overrides_last(self, tmp_path):
+        exp = tmp_path / "exp.yaml"
+        exp.write_text("seed: 3\ncues:\n  enabled: [color]\n")
+        config = load_config([exp], ["seed=7", "data.size=[64, 80]"])
+        assert config["seed"] == 7
+        assert config["cues"]["enabled"] == ["color"]
+        assert config["data"]["size"] == [64, 80]
+        assert config["cues"]["objectness"]["method"] == "alexe"  # untouched default
+
+    def test_unknown_key_in_override(self):
+        with pytest.raises(InputError, match="unknown config key 'cues.colour'"):
+            load_config(overrides=["cues.colour=1"])
+
+    def test_unknown_key_in_file_names_the_file(self, tmp_path):
+        exp = tmp_path / "exp.yaml"
+        exp.write_text("data:\n  sise: [1, 2]\n")
+        with pytest.raises(InputError, match=r"unknown config key 'data.sise' in .*exp\.yaml"):
+            load_config([exp])
+
+    def test_missing_file(self, tmp_path):
+        with pytest.raises(InputError, match="does not exist"):
+            load_config([tmp_path / "none.yaml"])
+
+    def test_section_replaced_by_scalar(self):
+        with pytest.raises(InputError, match="'cues' .* must be a mapping"):
+            load_config(overrides=["cues=3"])
+
+    def test_override_syntax(self):
+        assert parse_override("a.b=[1, 2]") == {"a": {"b": [1, 2]}}
+        with pytest.raises(InputError, match="key=value"):
+            parse_override("seed")
