@@ -266,6 +266,22 @@ def cmd_predict(args: argparse.Namespace) -> str:
     return f"predict: {count} frame(s) -> masks, probabilities (16-bit) and overlays in {out}"
 
 
+def cmd_ablate(args: argparse.Namespace) -> str:
+    from instrument_seg.ablation import ablate
+    from instrument_seg.config import load_config
+    from instrument_seg.data import load_dataset
+
+    config = load_config(args.config, args.overrides)
+    dataset = load_dataset(args.data)
+    result = ablate(args.table, dataset, args.out, config, args.setting, args.fold)
+    print(result["markdown"])
+    best = max(result["rows"].items(), key=lambda kv: kv[1]["iou"]["mean"])
+    return (
+        f"ablate: table {args.table}, {len(result['rows'])} variants; best {best[0]} "
+        f"IoU {100 * best[1]['iou']['mean']:.2f}%; tables in {args.out}"
+    )
+
+
 # --- entry point -----------------------------------------------------------------------------
 
 

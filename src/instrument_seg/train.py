@@ -26,7 +26,7 @@ from instrument_seg.errors import InputError
 from instrument_seg.features import FeatureCache, VGG16Features
 from instrument_seg.losses import AGSDLoss
 from instrument_seg.model import UNet
-from instrument_seg.pipeline import dataset_cues, working_size
+from instrument_seg.pipeline import FrameCues, dataset_cues, working_size
 
 CHECKPOINT = "checkpoint.pt"
 CHECKPOINT_FORMAT = "instrument_seg.checkpoint/1"
@@ -119,8 +119,13 @@ def build_training_set(
     features: VGG16Features | None,
     cache_dir: Path | None = None,
     progress: Callable[[], None] | None = None,
+    frame_cues: list[FrameCues] | None = None,
 ) -> TrainingSet:
-    """Cues, anchors (or ground truth), features and pairs of every frame of ``dataset``."""
+    """Cues, anchors (or ground truth), features and pairs of every frame of ``dataset``.
+
+    ``frame_cues`` may hold this dataset's cues computed earlier (with every enabled cue and the
+    ground truth), e.g. shared by the runs of an ablation.
+    """
     supervision = int(config["train"]["supervision"])
     if supervision not in SUPERVISION_LEVELS:
         raise InputError(
@@ -133,7 +138,12 @@ def build_training_set(
             "has frames without them"
         )
     size = working_size(config)
-    frames = dataset_cues(dataset, config, progress=progress, with_gt=supervision > 0)
+    if frame_cues is None:
+        frames = dataset_cues(dataset, config, progress=progress, with_gt=supervision > 0)
+    else:
+        frames = frame_cues
+        if len(frames) != len(dataset):
+            raise InputError(f"{len(frames)} precomputed cue sets for {len(dataset)} frames")
     enabled = config["cues"]["enabled"]
     index_in_seq = [i for seq in dataset.sequences for i in range(len(seq))]
     a_pos, a_neg = [], []
@@ -283,6 +293,7 @@ def train(
     resume: bool = False,
     cache_dir: Path | None = None,
     progress: bool = True,
+    frame_cues: list[FrameCues] | None = None,
 ) -> dict[str, Any]:
     """Trains a U-Net on ``dataset`` and writes the run directory.
 
@@ -296,6 +307,7 @@ def train(
             the run's ``config.yaml``, see :func:`run_config`).
         cache_dir: where frozen features are cached (default ``out/cache``).
         progress: show progress bars.
+        frame_cues: precomputed cues of the training frames (see :func:`build_training_set`).
 
     Returns:
         The summary also written to ``out/summary.json``.
@@ -330,7 +342,7 @@ def train(
     quiet = not progress or None
     with tqdm(total=len(train_set), desc="cues+features", unit="frame", disable=quiet) as bar:
         data = build_training_set(
-            train_set, config, features, cache_dir or out / "cache", progress=bar.update
+            train_set, config, features, cache_dir or out / "cache", bar.update, frame_cues
         )
     del features
     model.to(device)
