@@ -136,7 +136,7 @@ def read_torchvision_vgg16(path: str | Path) -> Weights:
     path = Path(path)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unreadable file is the same user error
+    except Exception as exc:  # any unreadable file: same user error
         raise InputError(f"cannot read {path} as a torchvision VGG16 state dict ({exc}).") from exc
     if isinstance(state, Mapping) and "state_dict" in state:
         state = state["state_dict"]
@@ -171,7 +171,7 @@ def read_keras_vgg16_onnx(path: str | Path) -> Weights:
     path = Path(path)
     try:
         model = onnx.load(str(path))
-    except Exception as exc:  # noqa: BLE001 - any unreadable file is the same user error
+    except Exception as exc:  # any unreadable file: same user error
         raise InputError(f"cannot read {path} as an ONNX model ({exc}).") from exc
     inits = {init.name: init for init in model.graph.initializer}
     weights = {}

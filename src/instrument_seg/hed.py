@@ -135,12 +135,15 @@ def read_hed_h5(path: str | Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
                     raise KeyError(f"block{block} has {len(convs)} convs, expected {depth}")
                 for index, name in enumerate(convs, 1):
                     var = layers[f"{name}/vars"]
-                    weights[f"block{block}_conv{index}"] = _keras_to_torch(var["0"][()], var["1"][()])
+                    kernel, bias = var["0"][()], var["1"][()]
+                    weights[f"block{block}_conv{index}"] = _keras_to_torch(kernel, bias)
             for name in HED_SIDE_NAMES:
                 var = h5[f"{name}/vars"]
                 weights[name] = _keras_to_torch(var["0"][()], var["1"][()])
     except (OSError, KeyError) as exc:
-        raise InputError(f"HED weights file {path} is not a readable HED .weights.h5 ({exc}).") from exc
+        raise InputError(
+            f"HED weights file {path} is not a readable HED .weights.h5 ({exc})."
+        ) from exc
     return weights
 
 
@@ -233,7 +236,8 @@ def preprocess_hed(rgb: np.ndarray) -> torch.Tensor:
     Raises:
         InputError: If the image is not uint8 (H, W, 3).
     """
-    if not isinstance(rgb, np.ndarray) or rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
+    is_array = isinstance(rgb, np.ndarray)
+    if not is_array or rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
         what = f"{rgb.dtype} {rgb.shape}" if isinstance(rgb, np.ndarray) else type(rgb).__name__
         raise InputError(f"HED needs a uint8 (H, W, 3) RGB image, got {what}.")
     bgr = rgb[:, :, ::-1].astype(np.float32) - np.asarray(HED_BGR_MEAN, dtype=np.float32)
