@@ -653,8 +653,8 @@ def edgeboxes_objectness(
     rgb: np.ndarray,
     *,
     edges: str = "hed",
-    edge_size: int | None = 128,
-    max_boxes: int = 1000,
+    edge_size: int | None = 80,
+    max_boxes: int = 100,
     alpha: float = 0.65,
     beta: float = 0.75,
     min_score: float = 0.01,
@@ -673,7 +673,8 @@ def edgeboxes_objectness(
         rgb: uint8 (H, W, 3) RGB frame.
         edges: Edge map: ``'hed'`` (learned, default), ``'sobel'`` or ``'canny'``.
         edge_size: Longer side of the image the edges and boxes are computed on (None: full).
-        max_boxes: Number of boxes kept.
+        max_boxes: Number of best boxes accumulated (many more make the map follow the
+            density of near-duplicate boxes rather than their scores).
         alpha: Step size of the sliding-window search (IoU of neighbouring windows).
         beta: NMS IoU threshold between boxes.
         min_score: Minimum box score.
@@ -707,15 +708,19 @@ def edgeboxes_objectness(
     )
     boxes, scores = finder.getBoundingBoxes(_edge_nms(edge, orient), orient)
     h, w = rgb.shape[:2]
-    if len(boxes) == 0:
-        return np.zeros((h, w), np.float32)
     xywh = np.asarray(boxes, np.float64).reshape(-1, 4)
+    scores = np.ravel(np.asarray(scores, np.float64))
+    # OpenCV returns degenerate boxes with infinite scores on tiny or edge-free images
+    valid = np.isfinite(scores) & (xywh[:, 2] >= 2) & (xywh[:, 3] >= 2)
+    if not valid.any():
+        return np.zeros((h, w), np.float32)
+    xywh, scores = xywh[valid], scores[valid]
     fx, fy = w / sw, h / sh
     x0 = np.clip(np.round(xywh[:, 0] * fx), 0, w).astype(np.int64)
     y0 = np.clip(np.round(xywh[:, 1] * fy), 0, h).astype(np.int64)
     x1 = np.clip(np.round((xywh[:, 0] + xywh[:, 2]) * fx), 0, w).astype(np.int64)
     y1 = np.clip(np.round((xywh[:, 1] + xywh[:, 3]) * fy), 0, h).astype(np.int64)
-    total, _ = _accumulate((h, w), np.stack([x0, y0, x1, y1], 1), np.ravel(scores))
+    total, _ = _accumulate((h, w), np.stack([x0, y0, x1, y1], 1), scores)
     return _normalize(total)
 
 

@@ -137,6 +137,15 @@ def build_training_set(
             f"train.supervision={supervision} needs ground-truth masks, but {dataset.root} "
             "has frames without them"
         )
+    if config["data"]["still_images"]:
+        pairs = [
+            (a.sequence, a.index, b.sequence, b.index)
+            for a, b in dataset.random_pairs(np.random.default_rng(int(config["seed"])))
+        ]
+    else:
+        pairs = [(a.sequence, a.index, b.sequence, b.index) for a, b in dataset.adjacent_pairs()]
+    offsets = np.cumsum([0] + [len(s) for s in dataset.sequences])
+    flat = np.array([(offsets[s] + i, offsets[t] + j) for s, i, t, j in pairs], np.int64)
     size = working_size(config)
     if frame_cues is None:
         frames = dataset_cues(dataset, config, progress=progress, with_gt=supervision > 0)
@@ -159,15 +168,6 @@ def build_training_set(
     if features is not None:
         cache = FeatureCache(features, tuple(config["features"]["size"]), cache_dir)
         feats = torch.stack([cache.get(fc.image) for fc in frames])
-    if config["data"]["still_images"]:
-        pairs = [
-            (a.sequence, a.index, b.sequence, b.index)
-            for a, b in dataset.random_pairs(np.random.default_rng(int(config["seed"])))
-        ]
-    else:
-        pairs = [(a.sequence, a.index, b.sequence, b.index) for a, b in dataset.adjacent_pairs()]
-    offsets = np.cumsum([0] + [len(s) for s in dataset.sequences])
-    flat = np.array([(offsets[s] + i, offsets[t] + j) for s, i, t, j in pairs], np.int64)
     return TrainingSet(
         frames=np.stack([fc.image for fc in frames]),
         a_pos=np.stack(a_pos).astype(np.float32),
