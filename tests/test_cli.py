@@ -208,6 +208,19 @@ class TestBadInput:
         assert_one_sentence_error(proc, "seq_00", "one frame")
         assert not (tmp_path / "run").exists()
 
+    def test_frames_of_different_size_in_a_sequence(self, synth_data, tmp_path):
+        import shutil
+
+        data = tmp_path / "data"
+        shutil.copytree(synth_data, data)
+        for kind in ("images", "masks"):
+            path = data / "seq_01" / kind / "frame_0003.png"
+            image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+            cv2.imwrite(str(path), cv2.resize(image, (96, 64)))
+        proc = run("train", "--data", data, "--out", tmp_path / "run", *TINY, check=False)
+        assert_one_sentence_error(proc, "frame_0003", "seq_01", "64x96", "64x80")
+        assert not (tmp_path / "run").exists()
+
     def test_unknown_config_key(self, synth_data, tmp_path):
         proc = run("cues", "--data", synth_data, "cues.colour=1", check=False)
         assert_one_sentence_error(proc, "unknown config key 'cues.colour'")

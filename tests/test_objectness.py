@@ -140,7 +140,7 @@ class TestInternals:
         scores = rng.uniform(size=4)
         total, count = obj._accumulate((6, 7), boxes, scores)
         want_total, want_count = np.zeros((6, 7)), np.zeros((6, 7))
-        for (x0, y0, x1, y1), s in zip(boxes, scores):
+        for (x0, y0, x1, y1), s in zip(boxes, scores, strict=True):
             want_total[y0:y1, x0:x1] += s
             want_count[y0:y1, x0:x1] += 1
         np.testing.assert_allclose(total, want_total, atol=1e-12)
@@ -158,25 +158,21 @@ class TestInternals:
     def test_edge_density_skips_sides_on_border(self):
         grid = obj._Grid.over((32, 32), 32)
         edges = np.zeros((32, 32))
-        edges[:, 0] = 1.0  # an edge only along the left image border
-        win = obj._Windows(
-            x0=np.array([0, 1]),
-            y0=np.array([8, 8]),
-            x1=np.array([10, 10]),
-            y1=np.array([20, 20]),
-            at_border=np.array([[True, False, False, False], [False] * 4]),
-        )
-        ed = obj._cue_ed(grid, win, edges, ring=0.1)
-        assert ed[0] == 0.0  # the border side is not counted
-        win_in = obj._Windows(win.x0[1:] - 1, win.y0[1:], win.x1[1:], win.y1[1:], win.at_border[1:])
-        assert obj._cue_ed(grid, win_in, edges, ring=0.1)[0] > 0  # counted when not at border
+        edges[9:19, 0] = 1.0  # an edge along the image border, inside the windows' left ring
+        box = (np.array([0, 0]), np.array([8, 8]), np.array([10, 10]), np.array([20, 20]))
+        flags = np.array([[True, False, False, False], [False] * 4])  # same box, flagged or not
+        ed = obj._cue_ed(grid, obj._Windows(*box, at_border=flags), edges, ring=0.1)
+        assert ed[0] == 0.0 and ed[1] > 0.0
 
     def test_superpixel_straddling_prefers_whole_segment(self):
         grid = obj._Grid.over((32, 32), 32)
         labels = np.zeros((32, 32), np.int32)
         labels[8:16, 8:16] = 1
         win = obj._Windows(
-            np.array([8, 12]), np.array([8, 12]), np.array([16, 20]), np.array([16, 20]),
+            np.array([8, 12]),
+            np.array([8, 12]),
+            np.array([16, 20]),
+            np.array([16, 20]),
             np.zeros((2, 4), bool),
         )
         ss = obj._cue_ss(grid, win, labels)

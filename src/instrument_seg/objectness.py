@@ -708,6 +708,8 @@ def edgeboxes_objectness(
     )
     boxes, scores = finder.getBoundingBoxes(_edge_nms(edge, orient), orient)
     h, w = rgb.shape[:2]
+    if len(boxes) == 0:
+        return np.zeros((h, w), np.float32)
     xywh = np.asarray(boxes, np.float64).reshape(-1, 4)
     scores = np.ravel(np.asarray(scores, np.float64))
     # OpenCV returns degenerate boxes with infinite scores on tiny or edge-free images

@@ -66,6 +66,13 @@ def dataset_cues(
     for seq in dataset.sequences:
         originals = [seq.image(i) for i in range(len(seq))]
         gts = [seq.mask(i) if with_gt else None for i in range(len(seq))]
+        for i, image in enumerate(originals):
+            if image.shape != originals[0].shape:
+                raise InputError(
+                    f"frame {seq.frame_name(i)} of sequence '{seq.name}' is "
+                    f"{image.shape[0]}x{image.shape[1]} but the sequence's first frame is "
+                    f"{originals[0].shape[0]}x{originals[0].shape[1]}"
+                )
         frames = [resize_rgb(im, size) for im in originals]
         cues = sequence_cues(
             frames,
