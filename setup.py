@@ -34,10 +34,24 @@ setup(
         "onnxruntime>=1.17",
         "h5py>=3.8",
     ],
-    extras_require={"test": ["pytest>=8", "ruff>=0.5"]},
+    extras_require={
+        "test": ["pytest>=8", "ruff>=0.5"],
+        # ROS 2 (Kilted) as PyPI wheels, for a venv without a ROS install: rclpy with FastDDS
+        # and the message packages the node uses, plus colcon (with colcon-ros) for the package
+        # build test. On a ROS machine apt provides these instead (see package.xml).
+        "ros": [
+            "ros-rclpy~=9.1.2",
+            "ros-sensor-msgs~=5.5.1",
+            "ros-std-msgs~=5.5.1",
+            "ros-diagnostic-msgs~=5.5.1",
+            "ros-rmw-fastrtps-cpp~=9.3.3",
+            "colcon-common-extensions>=0.3",
+        ],
+    },
     entry_points={
         "console_scripts": [
             "instrument-seg = instrument_seg.cli:main",
+            "segmentation_node = instrument_seg.ros.segmentation_node:main",
         ],
     },
 )

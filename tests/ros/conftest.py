@@ -1,0 +1,121 @@
+"""ROS test harness set-up: an isolated DDS domain for this test process, a tiny real model.
+
+Environment (no ROS setup.bash is sourced): the ROS 2 wheels' ``ros_wheels_bootstrapper`` (a
+``.pth`` file) re-executes every interpreter of the venv once with ``LD_LIBRARY_PATH`` pointing
+at the wheels' shared libraries, and rmw_implementation picks FastDDS (the only RMW installed),
+so rclpy and the ``segmentation_node`` console script work from ``.venv/bin`` as they are.
+What this file sets, before any rclpy context exists and inherited by every node subprocess:
+
+- ``ROS_DOMAIN_ID``: one per test process, claimed with an exclusive lock file, so parallel test
+  runs on one machine (and a developer's live ROS graph) never see each other;
+- ``ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST``: discovery stays on this machine.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+
+_DOMAIN_LOCKS: list = []  # keeps the claimed domain's lock file open for the whole session
+
+
+def claim_ros_domain(first: int = 1, last: int = 101) -> int:
+    """Locks ``<tmp>/instrument_seg_ros_domains/<id>.lock`` for the first free id; returns it.
+
+    Ids 1..101 are the range every DDS vendor maps to valid UDP ports on Linux.
+    """
+    lock_dir = Path(tempfile.gettempdir()) / "instrument_seg_ros_domains"
+    lock_dir.mkdir(exist_ok=True)
+    span = last - first + 1
+    for offset in range(span):
+        domain = first + (os.getpid() + offset) % span
+        handle = open(lock_dir / f"{domain}.lock", "w")  # noqa: SIM115 (held for the session)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.close()
+            continue
+        _DOMAIN_LOCKS.append(handle)
+        return domain
+    raise RuntimeError(f"all ROS domain ids {first}..{last} are locked by other test runs")
+
+
+os.environ["ROS_DOMAIN_ID"] = str(claim_ros_domain())
+os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+os.environ.pop("ROS_STATIC_PEERS", None)
+os.environ["PYTHONUNBUFFERED"] = "1"
+
+TINY_SIZE = (64, 80)
+
+
+def write_tiny_checkpoint(path: Path, seed: int = 0) -> Path:
+    """An untrained ``UNet(width=4, depth=2)`` checkpoint at 64x80 in the training format.
+
+    The head's weights are scaled up so that P(instrument) spreads over (0, 1) and depends on
+    the pixels (an untrained head gives ~0.59 everywhere): a channel swap or a flipped image
+    then changes the output measurably.
+    """
+    import torch
+
+    from instrument_seg.config import default_config
+    from instrument_seg.model import UNet
+    from instrument_seg.train import CHECKPOINT_FORMAT, NORM_MEAN, NORM_STD, model_kwargs
+
+    config = default_config()
+    config["data"]["size"] = list(TINY_SIZE)
+    config["model"].update(width=4, depth=2)
+    torch.manual_seed(seed)
+    model = UNet(**model_kwargs(config)).eval()
+    with torch.no_grad():
+        model.head.weight.mul_(200.0)
+    torch.save(
+        {
+            "format": CHECKPOINT_FORMAT,
+            "model_kwargs": model_kwargs(config),
+            "input_size": list(TINY_SIZE),
+            "normalization": {"mean": list(NORM_MEAN), "std": list(NORM_STD), "channels": "RGB"},
+            "config": config,
+            "model": model.state_dict(),
+        },
+        path,
+    )
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory) -> dict[str, Path]:
+    """Real model files from one untrained tiny checkpoint (random weights: transport tests).
+
+    Keys: ``checkpoint`` (.pt), ``onnx`` (exported and verified by ``instrument_seg.export``),
+    ``nan_onnx`` (the same graph with its head's bias set to NaN: a model producing NaN),
+    ``corrupt_onnx`` (random bytes).
+    """
+    import numpy as np
+    import onnx
+    from onnx import numpy_helper
+
+    from instrument_seg.export import export
+
+    root = tmp_path_factory.mktemp("models")
+    checkpoint = write_tiny_checkpoint(root / "checkpoint.pt")
+    onnx_path = root / "tiny.onnx"
+    export(checkpoint, onnx_path)
+    graph = onnx.load(str(onnx_path))
+    head = [node for node in graph.graph.node if node.op_type == "Conv"][-1]
+    tensor = next(t for t in graph.graph.initializer if t.name == head.input[-1])
+    poisoned = np.full_like(numpy_helper.to_array(tensor), np.nan)
+    tensor.CopyFrom(numpy_helper.from_array(poisoned, tensor.name))
+    nan_path = root / "nan.onnx"
+    onnx.save(graph, str(nan_path))
+    corrupt = root / "corrupt.onnx"
+    corrupt.write_bytes(np.random.default_rng(0).bytes(4096))
+    return {
+        "checkpoint": checkpoint,
+        "onnx": onnx_path,
+        "nan_onnx": nan_path,
+        "corrupt_onnx": corrupt,
+    }
