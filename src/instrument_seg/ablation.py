@@ -18,9 +18,10 @@ from instrument_seg.anchors import cue_combinations
 from instrument_seg.cue_eval import combo_key, evaluate_cues, threshold_kwargs
 from instrument_seg.data import Dataset
 from instrument_seg.errors import InputError
-from instrument_seg.evaluate import TorchPredictor, evaluate_dataset
+from instrument_seg.evaluate import evaluate_dataset
+from instrument_seg.inference import Segmenter
 from instrument_seg.pipeline import dataset_cues
-from instrument_seg.train import load_checkpoint, split_sequences, subset, train
+from instrument_seg.train import split_sequences, subset, train
 
 TABLE1 = {
     "L_anc": (False, False),
@@ -51,8 +52,8 @@ def _variant(
             frame_cues=frame_cues,
         )
     summary = json.loads((out / "summary.json").read_text())
-    predictor = TorchPredictor(load_checkpoint(out))
-    scores = evaluate_dataset(predictor, test, threshold_kwargs(config))
+    with Segmenter.from_path(out, backend="torch") as segmenter:
+        scores = evaluate_dataset(segmenter, test, threshold_kwargs(config))
     return {"train": summary, "iou": scores["iou"], "dice": scores["dice"]}
 
 

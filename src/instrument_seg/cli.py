@@ -40,6 +40,19 @@ def write_json_atomic(path: str | Path, payload: Any) -> Path:
     return path
 
 
+def add_backend_args(parser: argparse.ArgumentParser) -> None:
+    from instrument_seg.inference.base import BACKENDS
+
+    parser.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        default="auto",
+        help="auto: .engine -> tensorrt (else its ONNX on onnxruntime), .onnx -> onnxruntime, "
+        "run dir/.pt -> torch",
+    )
+    parser.add_argument("--device", help="cpu, cuda or cuda:N (default: CUDA when available)")
+
+
 def add_config_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--config",
@@ -147,25 +160,16 @@ def cmd_train(args: argparse.Namespace) -> str:
     )
 
 
-def _threshold(args: argparse.Namespace, checkpoint: dict[str, Any]) -> dict[str, Any]:
-    from instrument_seg.cue_eval import threshold_kwargs
-
-    thr = threshold_kwargs(checkpoint["config"])
-    if args.threshold:
-        thr["method"] = args.threshold
-    return thr
-
-
-def _eval_split(args: argparse.Namespace, checkpoint: dict[str, Any], dataset):
+def _eval_split(args: argparse.Namespace, contract, dataset):
     """The frames to score: the run's held-out sequences for a TT run (if present), else all."""
     from instrument_seg.data import Dataset
 
     split = args.split
     if split == "auto":
-        split = "test" if checkpoint.get("setting") == "tt" else "all"
+        split = "test" if contract.setting == "tt" else "all"
     if split == "all":
         return dataset, split
-    names = set(checkpoint.get("test_sequences") or [])
+    names = set(contract.test_sequences)
     chosen = [s for s in dataset.sequences if s.name in names]
     if not chosen:
         raise InputError(
@@ -175,45 +179,55 @@ def _eval_split(args: argparse.Namespace, checkpoint: dict[str, Any], dataset):
     return Dataset(dataset.root, chosen, dataset.layout), split
 
 
+def _segmenter(args: argparse.Namespace):
+    from instrument_seg.inference import Segmenter
+
+    return Segmenter.from_path(
+        args.model, backend=args.backend, threshold=args.threshold, device=args.device
+    )
+
+
 def cmd_evaluate(args: argparse.Namespace) -> str:
     from instrument_seg.data import load_dataset
-    from instrument_seg.evaluate import TorchPredictor, evaluate_dataset
-    from instrument_seg.train import load_checkpoint
+    from instrument_seg.evaluate import evaluate_dataset
 
-    checkpoint = load_checkpoint(args.model)
-    dataset = load_dataset(args.data)
-    dataset, split = _eval_split(args, checkpoint, dataset)
-    if not dataset.has_masks:
-        raise InputError(f"{dataset.root} has frames without ground-truth masks; cannot score")
-    threshold = _threshold(args, checkpoint)
-    predictor = TorchPredictor(checkpoint)
-    with progress_bar(len(dataset), "evaluate") as bar:
-        report = evaluate_dataset(predictor, dataset, threshold, progress=bar.update)
-    report = {
-        "model": checkpoint["path"],
-        "data": str(args.data),
-        "split": split,
-        "threshold": threshold,
-        **report,
-    }
-    if args.figures:
-        write_prediction_panels(args.figures, dataset, checkpoint, predictor)
+    with _segmenter(args) as segmenter:
+        dataset = load_dataset(args.data)
+        dataset, split = _eval_split(args, segmenter.contract, dataset)
+        if not dataset.has_masks:
+            raise InputError(f"{dataset.root} has frames without ground-truth masks; cannot score")
+        if args.figures and segmenter.contract.config is None:
+            raise InputError(f"{args.model} carries no training config, so --figures cannot work")
+        threshold = segmenter.threshold
+        with progress_bar(len(dataset), "evaluate") as bar:
+            report = evaluate_dataset(segmenter, dataset, threshold, progress=bar.update)
+        report = {
+            "model": segmenter.model_path,
+            "backend": segmenter.backend,
+            "device": segmenter.device,
+            "data": str(args.data),
+            "split": split,
+            "threshold": threshold,
+            **report,
+        }
+        if args.figures:
+            write_prediction_panels(args.figures, dataset, segmenter.contract.config, segmenter)
     if args.json:
         write_json_atomic(args.json, report)
     iou, dice = report["iou"], report["dice"]
     return (
         f"evaluate: {iou['n']} frame(s), IoU {100 * iou['mean']:.2f} ± {100 * iou['std']:.2f} %, "
-        f"Dice {100 * dice['mean']:.2f} ± {100 * dice['std']:.2f} % ({threshold['method']})"
+        f"Dice {100 * dice['mean']:.2f} ± {100 * dice['std']:.2f} % ({threshold['method']}, "
+        f"{segmenter.backend})"
     )
 
 
-def write_prediction_panels(out: Path, dataset, checkpoint, predictor) -> None:
+def write_prediction_panels(out: Path, dataset, config, predictor) -> None:
     """Fig.-2 panels with the prediction column, for evenly spaced frames."""
     from instrument_seg.anchors import make_anchors
     from instrument_seg.figures import fig2_panel, spread
     from instrument_seg.pipeline import dataset_cues
 
-    config = checkpoint["config"]
     frames = dataset_cues(dataset, config)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -238,32 +252,102 @@ def cmd_predict(args: argparse.Namespace) -> str:
     import numpy as np
 
     from instrument_seg.data import load_dataset
-    from instrument_seg.evaluate import TorchPredictor, iter_predictions
+    from instrument_seg.evaluate import iter_predictions
     from instrument_seg.figures import overlay
-    from instrument_seg.train import load_checkpoint
 
-    checkpoint = load_checkpoint(args.model)
-    dataset = load_dataset(args.data)
-    predictor = TorchPredictor(checkpoint)
-    threshold = _threshold(args, checkpoint)
-    out = Path(args.out)
-    count = 0
-    with progress_bar(len(dataset), "predict") as bar:
-        for seq, name, rgb, prob, mask, _gt in iter_predictions(predictor, dataset, threshold):
-            folders = {k: out / seq / k for k in ("masks", "probs", "overlays")}
-            for folder in folders.values():
-                folder.mkdir(parents=True, exist_ok=True)
-            cv2.imwrite(str(folders["masks"] / f"{name}.png"), mask.astype(np.uint8) * 255)
-            cv2.imwrite(
-                str(folders["probs"] / f"{name}.png"), np.round(prob * 65535).astype(np.uint16)
-            )
-            cv2.imwrite(
-                str(folders["overlays"] / f"{name}.png"),
-                cv2.cvtColor(overlay(rgb, mask), cv2.COLOR_RGB2BGR),
-            )
-            count += 1
-            bar.update()
-    return f"predict: {count} frame(s) -> masks, probabilities (16-bit) and overlays in {out}"
+    with _segmenter(args) as segmenter:
+        dataset = load_dataset(args.data)
+        out = Path(args.out)
+        count = 0
+        with progress_bar(len(dataset), "predict") as bar:
+            for seq, name, rgb, prob, mask, _gt in iter_predictions(
+                segmenter, dataset, segmenter.threshold
+            ):
+                folders = {k: out / seq / k for k in ("masks", "probs", "overlays")}
+                for folder in folders.values():
+                    folder.mkdir(parents=True, exist_ok=True)
+                cv2.imwrite(str(folders["masks"] / f"{name}.png"), mask.astype(np.uint8) * 255)
+                cv2.imwrite(
+                    str(folders["probs"] / f"{name}.png"),
+                    np.round(prob * 65535).astype(np.uint16),
+                )
+                cv2.imwrite(
+                    str(folders["overlays"] / f"{name}.png"),
+                    cv2.cvtColor(overlay(rgb, mask), cv2.COLOR_RGB2BGR),
+                )
+                count += 1
+                bar.update()
+    return (
+        f"predict: {count} frame(s) -> masks, probabilities (16-bit) and overlays in {out} "
+        f"({segmenter.backend})"
+    )
+
+
+# --- export / bench --------------------------------------------------------------------------
+
+
+def cmd_export(args: argparse.Namespace) -> str:
+    from instrument_seg.export import export
+
+    r = export(
+        args.model,
+        args.onnx,
+        engine_path=args.engine,
+        fp16=args.fp16,
+        input_size=args.input_size,
+        dynamic=args.dynamic,
+        max_batch=args.max_batch,
+    )
+    h, w = r.input_size
+    batch = "dynamic batch" if r.dynamic else "batch 1"
+    summary = (
+        f"export: {r.onnx} ({h}x{w}, {batch}), max |p_onnx - p_torch| {r.max_abs_diff:.2g} on "
+        f"{r.frames} generated frames"
+    )
+    if r.fp16_onnx is not None:
+        summary += f"; FP16 graph {r.fp16_onnx} ({r.fp16_max_abs_diff:.2g})"
+    if r.engine is not None:
+        s = r.sidecar
+        summary += (
+            f"; engine {r.engine} (TensorRT {s['tensorrt']}, {s['precision']}, {s['gpu']}, "
+            f"max |p_trt - p_torch| {r.engine_max_abs_diff:.2g})"
+        )
+    return summary
+
+
+def cmd_bench(args: argparse.Namespace) -> str:
+    from instrument_seg.inference.bench import format_table, run_bench
+
+    with tqdm(
+        total=args.repeats, desc="bench", unit="repeat", disable=None, file=sys.stderr
+    ) as bar:
+        report = run_bench(
+            args.model,
+            args.backend,
+            size=args.size,
+            batch=args.batch,
+            repeats=args.repeats,
+            warmup=args.warmup,
+            torch_model=args.torch_model,
+            device=args.device,
+            threads=args.threads,
+            progress=bar.update,
+        )
+    print(format_table(report))
+    if args.json:
+        write_json_atomic(args.json, report)
+    mine = report["results"][report["backend"]]["end_to_end"]
+    base = report["results"]["torch"]["end_to_end"]
+    fh, fw = report["frame_size"]
+    ih, iw = report["input_size"]
+    return (
+        f"bench: {report['backend']} {mine['median_ms']:.1f} ms median end-to-end "
+        f"({mine['frames_per_s']:.1f} frames/s), {report['ratio']['end_to_end']:.2f}x PyTorch "
+        f"eager ({base['median_ms']:.1f} ms); {fh}x{fw} frames, model {ih}x{iw}, batch "
+        f"{report['batch']}, {report['repeats']} repeats on {report['device']} "
+        f"({report['torch_threads']} torch threads); load average "
+        f"{report['load_average']['before'][0]:.2f}"
+    )
 
 
 def cmd_ablate(args: argparse.Namespace) -> str:
@@ -317,14 +401,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_train)
 
     for name, text in (
-        ("evaluate", "IoU / Dice of a trained run on labelled frames"),
-        ("predict", "write masks, probabilities and overlays"),
+        ("evaluate", "IoU / Dice of a model on labelled frames (any backend)"),
+        ("predict", "write masks, probabilities and overlays (any backend)"),
     ):
         p = sub.add_parser(name, help=text)
-        p.add_argument("--model", required=True, type=Path, help="run directory or checkpoint")
-        p.add_argument("--data", required=True, type=Path, help="dataset directory or video")
         p.add_argument(
-            "--threshold", choices=("otsu", "official"), help="override the run's threshold method"
+            "--model",
+            required=True,
+            type=Path,
+            help="run directory, .pt checkpoint, .onnx or .engine",
+        )
+        p.add_argument("--data", required=True, type=Path, help="dataset directory or video")
+        add_backend_args(p)
+        p.add_argument(
+            "--threshold",
+            help="otsu, official or a number in (0, 1) (default: the model's stored setting)",
         )
         if name == "evaluate":
             p.add_argument("--json", type=Path, help="write the report (per frame) here")
@@ -339,6 +430,36 @@ def build_parser() -> argparse.ArgumentParser:
         else:
             p.add_argument("--out", required=True, type=Path, help="output directory")
             p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("export", help="checkpoint -> verified ONNX (+ TensorRT engine)")
+    p.add_argument("--model", required=True, type=Path, help="run directory or checkpoint")
+    p.add_argument("--onnx", required=True, type=Path, help="ONNX file to write")
+    p.add_argument("--engine", type=Path, help="also build a TensorRT engine here")
+    p.add_argument("--fp16", action="store_true", help="FP16 engine (writes NAME.fp16.onnx)")
+    p.add_argument(
+        "--input-size", type=parse_size, help="HxW the model runs at (default: training size)"
+    )
+    p.add_argument(
+        "--dynamic", action="store_true", help="symbolic batch (engine profile 1..--max-batch)"
+    )
+    p.add_argument("--max-batch", type=int, default=8, help="largest engine batch (--dynamic)")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("bench", help="latency of a backend vs PyTorch eager, same run")
+    p.add_argument("--model", required=True, type=Path, help=".engine, .onnx, run dir or .pt")
+    add_backend_args(p)
+    p.add_argument("--size", type=parse_size, help="frame size HxW (default: the model's)")
+    p.add_argument("--batch", type=int, default=1, help="frames per call")
+    p.add_argument("--repeats", type=int, default=10, help="timed calls per backend")
+    p.add_argument("--warmup", type=int, default=2, help="untimed calls per backend first")
+    p.add_argument(
+        "--torch-model", type=Path, help="checkpoint for the baseline (default: from metadata)"
+    )
+    p.add_argument(
+        "--threads", type=int, default=0, help="CPU threads for both backends (0: defaults)"
+    )
+    p.add_argument("--json", type=Path, help="write the full report here")
+    p.set_defaults(func=cmd_bench)
     return parser
 
 

@@ -1,42 +1,36 @@
-"""Prediction with a trained run and scoring against ground truth (IoU / Dice per frame)."""
+"""Prediction over a dataset and scoring against ground truth (IoU / Dice per frame).
+
+Anything with a ``probability(rgb) -> float32 (H, W)`` method predicts: usually an
+:class:`instrument_seg.inference.Segmenter`, so every backend (TensorRT, ONNX Runtime,
+PyTorch) is evaluated by the same code.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any
+from typing import Any, Protocol
 
-import cv2
 import numpy as np
-import torch
 
 from instrument_seg.data import Dataset
 from instrument_seg.metrics import binarize, dice, iou, summarize
-from instrument_seg.pipeline import resize_rgb
-from instrument_seg.train import model_from_checkpoint, to_input
 
 
-class TorchPredictor:
-    """P(instrument) maps from a checkpoint with PyTorch, at each frame's own resolution."""
+class ProbabilityModel(Protocol):
+    """What evaluation needs of a model."""
 
-    def __init__(self, checkpoint: Mapping[str, Any], device: str = "cpu") -> None:
-        self.model = model_from_checkpoint(checkpoint).to(device)
-        self.size = tuple(checkpoint["input_size"])
-        self.device = device
-
-    @torch.no_grad()
     def probability(self, rgb: np.ndarray) -> np.ndarray:
-        """uint8 (H, W, 3) RGB -> float32 (H, W) probabilities."""
-        x = to_input(resize_rgb(rgb, self.size)[None], self.device)
-        p = torch.sigmoid(self.model(x))[0, 0].float().cpu().numpy()
-        if p.shape != rgb.shape[:2]:
-            p = cv2.resize(p, rgb.shape[1::-1], interpolation=cv2.INTER_LINEAR)
-        return np.clip(p, 0.0, 1.0)
+        """uint8 (H, W, 3) RGB -> float32 (H, W) P(instrument) at the frame's resolution."""
+        ...
 
 
 def iter_predictions(
-    predictor: TorchPredictor, dataset: Dataset, threshold: Mapping[str, Any]
+    predictor: ProbabilityModel, dataset: Dataset, threshold: Mapping[str, Any]
 ) -> Iterator[tuple[str, str, np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]]:
-    """Yields (sequence, frame, rgb, prob, mask, gt) for every frame of ``dataset``."""
+    """Yields (sequence, frame, rgb, prob, mask, gt) for every frame of ``dataset``.
+
+    ``mask`` is bool (H, W) from ``metrics.binarize(prob, **threshold)``.
+    """
     for seq in dataset.sequences:
         for i in range(len(seq)):
             rgb = seq.image(i)
@@ -45,7 +39,7 @@ def iter_predictions(
 
 
 def evaluate_dataset(
-    predictor: TorchPredictor,
+    predictor: ProbabilityModel,
     dataset: Dataset,
     threshold: Mapping[str, Any],
     progress: Callable[[], None] | None = None,

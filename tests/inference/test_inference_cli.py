@@ -1,0 +1,174 @@
+"""The export / predict / evaluate / bench commands as a user runs them, through every backend
+available here (subprocesses on generated data)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from inference.support import one_sentence
+from instrument_seg.inference.base import tensorrt_usable
+
+ENV = {**os.environ, "OMP_NUM_THREADS": "1"}  # see conftest.one_torch_thread
+
+
+def cli(*args: object, check: bool = True) -> subprocess.CompletedProcess:
+    proc = subprocess.run(
+        [sys.executable, "-m", "instrument_seg", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=ENV,
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def one_error(proc: subprocess.CompletedProcess, *words: str) -> None:
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr, proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1, proc.stderr
+    one_sentence(errors[0], *words)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    from instrument_seg.data.synthetic import write_dataset
+
+    return write_dataset(tmp_path_factory.mktemp("cli") / "data", 2, 3, (64, 80), seed=4)
+
+
+@pytest.fixture(scope="module")
+def exported(tiny_run, tmp_path_factory) -> Path:
+    onnx_path = tmp_path_factory.mktemp("exported") / "model.onnx"
+    proc = cli("export", "--model", tiny_run, "--onnx", onnx_path, "--dynamic")
+    last = proc.stdout.splitlines()[-1]
+    assert last.startswith(f"export: {onnx_path} (64x80, dynamic batch), max |p_onnx - p_torch|")
+    return onnx_path
+
+
+class TestEvaluatePredictAcrossBackends:
+    def test_evaluate_scores_identical(self, tiny_run, exported, data, tmp_path):
+        reports = {}
+        for model, backend in ((tiny_run, "torch"), (exported, "auto")):
+            out = tmp_path / f"{backend}.json"
+            proc = cli(
+                "evaluate", "--model", model, "--data", data, "--backend", backend, "--json", out
+            )
+            assert proc.stdout.splitlines()[-1].startswith("evaluate: 6 frame(s), IoU")
+            reports[backend] = json.loads(out.read_text())
+        torch_report, ort_report = reports["torch"], reports["auto"]
+        assert torch_report["backend"] == "torch" and ort_report["backend"] == "onnxruntime"
+        assert ort_report["model"] == str(exported)
+        assert len(ort_report["frames"]) == 6
+        assert ort_report["frames"] == torch_report["frames"]
+        assert ort_report["threshold"] == torch_report["threshold"]
+        assert 0 < ort_report["iou"]["mean"] < 1
+
+    def test_predict_masks_identical(self, tiny_run, exported, data, tmp_path):
+        for model, name in ((tiny_run, "torch"), (exported, "onnxruntime")):
+            proc = cli("predict", "--model", model, "--data", data, "--out", tmp_path / name)
+            assert proc.stdout.splitlines()[-1].endswith(f"({name})")
+        masks = sorted((tmp_path / "torch").glob("*/masks/*.png"))
+        assert len(masks) == 6
+        for path in masks:
+            twin = tmp_path / "onnxruntime" / path.relative_to(tmp_path / "torch")
+            a, b = (cv2.imread(str(p), cv2.IMREAD_UNCHANGED) for p in (path, twin))
+            np.testing.assert_array_equal(a, b)
+            assert set(np.unique(a)) <= {0, 255}
+            probs = [str(p).replace("/masks/", "/probs/") for p in (path, twin)]
+            pa, pb = (cv2.imread(p, cv2.IMREAD_UNCHANGED).astype(int) for p in probs)
+            assert np.abs(pa - pb).max() <= 1  # 16-bit quantisation of equal probabilities
+
+    def test_bench(self, exported, tmp_path):
+        out = tmp_path / "bench.json"
+        proc = cli(
+            "bench",
+            "--model",
+            exported,
+            "--backend",
+            "onnxruntime",
+            "--size",
+            "64x80",
+            "--repeats",
+            2,
+            "--warmup",
+            0,
+            "--threads",
+            1,
+            "--json",
+            out,
+        )
+        lines = proc.stdout.splitlines()
+        assert lines[0].startswith("| backend | part | median ms")
+        assert lines[-1].startswith("bench: onnxruntime ") and "x PyTorch eager" in lines[-1]
+        assert "load average" in lines[-1]
+        report = json.loads(out.read_text())
+        assert set(report["results"]) == {"onnxruntime", "torch"}
+
+
+class TestBadInput:
+    def test_backend_that_cannot_serve_the_model(self, tiny_run, data):
+        proc = cli(
+            "evaluate",
+            "--model",
+            tiny_run,
+            "--data",
+            data,
+            "--backend",
+            "onnxruntime",
+            check=False,
+        )
+        one_error(proc, "onnxruntime backend needs an .onnx file")
+
+    def test_bad_threshold(self, exported, data, tmp_path):
+        proc = cli(
+            "predict",
+            "--model",
+            exported,
+            "--data",
+            data,
+            "--out",
+            tmp_path / "p",
+            "--threshold",
+            "7",
+            check=False,
+        )
+        one_error(proc, "threshold '7'")
+        assert not (tmp_path / "p").exists()
+
+    def test_corrupt_onnx(self, data, tmp_path):
+        (tmp_path / "m.onnx").write_bytes(b"nonsense")
+        proc = cli("evaluate", "--model", tmp_path / "m.onnx", "--data", data, check=False)
+        one_error(proc, "m.onnx", "cannot be loaded")
+
+    def test_fp16_needs_an_engine(self, tiny_run, tmp_path):
+        proc = cli(
+            "export", "--model", tiny_run, "--onnx", tmp_path / "m.onnx", "--fp16", check=False
+        )
+        one_error(proc, "--engine")
+        assert list(tmp_path.iterdir()) == []
+
+    @pytest.mark.skipif(tensorrt_usable(), reason="needs a machine without tensorrt")
+    def test_engine_without_tensorrt(self, tiny_run, tmp_path):
+        proc = cli(
+            "export",
+            "--model",
+            tiny_run,
+            "--onnx",
+            tmp_path / "m.onnx",
+            "--engine",
+            tmp_path / "m.engine",
+            check=False,
+        )
+        one_error(proc, "tensorrt")
+        assert list(tmp_path.iterdir()) == []
