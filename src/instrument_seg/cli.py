@@ -345,7 +345,7 @@ def cmd_bench(args: argparse.Namespace) -> str:
         f"({mine['frames_per_s']:.1f} frames/s), {report['ratio']['end_to_end']:.2f}x PyTorch "
         f"eager ({base['median_ms']:.1f} ms); {fh}x{fw} frames, model {ih}x{iw}, batch "
         f"{report['batch']}, {report['repeats']} repeats on {report['device']} "
-        f"({report['torch_threads']} torch threads); load average "
+        f"(torch threads: {report['torch_threads']}); load average "
         f"{report['load_average']['before'][0]:.2f}"
     )
 

@@ -25,9 +25,10 @@ ONNX_SUFFIX = ".onnx"
 
 
 def _kind(path: Path) -> str:
-    if path.suffix == ENGINE_SUFFIX:
+    suffix = path.suffix.lower()
+    if suffix == ENGINE_SUFFIX:
         return "engine"
-    if path.suffix == ONNX_SUFFIX:
+    if suffix == ONNX_SUFFIX:
         return "onnx"
     return "checkpoint"
 

@@ -51,7 +51,7 @@ class TensorRTBackend:
         self.device = str(self._dev)
         path = Path(path)
         onnx = None
-        if path.suffix == ".onnx":
+        if path.suffix.lower() == ".onnx":
             onnx, path = path, path.with_suffix(".engine")
             if not onnx.is_file():
                 raise InputError(f"ONNX model {onnx} does not exist")
