@@ -9,11 +9,14 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tqdm import tqdm
 
 from instrument_seg.errors import InputError
+
+if TYPE_CHECKING:
+    from instrument_seg.inference import Segmenter
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -179,7 +182,7 @@ def _eval_split(args: argparse.Namespace, contract, dataset):
     return Dataset(dataset.root, chosen, dataset.layout), split
 
 
-def _segmenter(args: argparse.Namespace):
+def _segmenter(args: argparse.Namespace) -> Segmenter:
     from instrument_seg.inference import Segmenter
 
     return Segmenter.from_path(

@@ -27,6 +27,7 @@ from torch import nn
 
 from instrument_seg.errors import InputError
 from instrument_seg.inference.contract import INPUT_NAME, OUTPUT_NAME, ModelContract
+from instrument_seg.inference.engine import DEFAULT_MAX_BATCH
 from instrument_seg.inference.preprocess import prepare
 from instrument_seg.train import load_checkpoint, model_from_checkpoint
 
@@ -34,7 +35,6 @@ OPSET = 17
 ONNX_ATOL = 1e-4  # max |p_onnx - p_torch| allowed for an FP32 export
 FP16_ATOL = 2e-2  # the same for the FP16 graph built for TensorRT
 VERIFY_FRAMES = 2
-DEFAULT_MAX_BATCH = 8
 
 
 class ExportError(InputError):

@@ -51,6 +51,10 @@ class TestTorchBackend:
                 np.testing.assert_allclose(prob, single_prob, atol=1e-6)
                 np.testing.assert_array_equal(mask, single_mask)
 
+    def test_empty_batch(self, tiny_run):
+        with Segmenter.from_path(tiny_run) as seg:
+            assert seg.predict_batch([]) == []
+
     def test_threshold_choice(self, tiny_run, frames):
         with Segmenter.from_path(tiny_run, threshold=0.999) as seg:
             assert seg.threshold == {"method": "official", "value": 0.999, "min_area": 0.0}

@@ -30,6 +30,7 @@ SIDECAR_FORMAT = "instrument_seg.engine/1"
 SIDECAR_KEYS = ("tensorrt", "gpu", "onnx", "onnx_sha256", "max_batch", "contract")
 ACTIONS = ("reuse", "rebuild", "fail")
 WORKSPACE_GIB = 2.0
+DEFAULT_MAX_BATCH = 8  # engine batch limit of a dynamic-batch ONNX when nothing says otherwise
 
 log = logging.getLogger(__name__)
 
@@ -282,7 +283,8 @@ def ensure_engine(
         runtime: TensorRT version and GPU in use.
         onnx: the ONNX it must come from (default: the one its sidecar names).
         device_index: CUDA device for a rebuild.
-        max_batch: largest batch of a rebuild (default: the sidecar's, else 1).
+        max_batch: largest batch of a rebuild (default: the sidecar's, else
+            :data:`DEFAULT_MAX_BATCH`; ignored for a fixed-batch ONNX).
 
     Raises:
         InputError: the decision is ``fail`` (its reason is the message), or a failed build.
@@ -294,6 +296,6 @@ def ensure_engine(
     if decision.action == "rebuild":
         log.warning("%s", decision.reason)
         if max_batch is None:
-            max_batch = int(sidecar["max_batch"]) if sidecar else 1
+            max_batch = int(sidecar["max_batch"]) if sidecar else DEFAULT_MAX_BATCH
         build_engine(decision.onnx, engine, max_batch=max_batch, device_index=device_index)
     return decision

@@ -72,6 +72,12 @@ class OnnxRuntimeBackend:
             raise InputError(
                 f"{path} cannot be loaded as an ONNX model ({type(exc).__name__}: {first[:120]})"
             ) from exc
+        if self.device != "cpu" and CUDA_EP not in session.get_providers():
+            if device is not None:  # asked for explicitly: do not run elsewhere silently
+                raise InputError(
+                    f"onnxruntime could not start {CUDA_EP} for {path} on device '{device}'"
+                )
+            self.device = "cpu"
         self.path = str(path)
         self.contract = ModelContract.from_metadata(
             session.get_modelmeta().custom_metadata_map, path

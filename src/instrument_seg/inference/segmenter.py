@@ -188,6 +188,8 @@ class Segmenter:
             InputError: a frame of the wrong type, dtype, channel count or zero size.
         """
         runner = self.runner
+        if len(frames) == 0:
+            return []
         x = prepare(frames, self.contract)
         step = runner.max_batch or len(x)
         probs = np.concatenate([runner.run(x[i : i + step]) for i in range(0, len(x), step)])
