@@ -10,6 +10,7 @@ from __future__ import annotations
 import ast
 import importlib.metadata
 import importlib.util
+import re
 import time
 
 import numpy as np
@@ -128,6 +129,18 @@ class TestSegYaml:
         for name, (default, description) in PARAMETERS.items():
             assert params[name] == default, name
             assert description
+
+
+    def test_docs_table_lists_every_parameter_with_its_default(self):
+        pytest.importorskip("rclpy")
+        from instrument_seg.ros.segmentation_node import PARAMETERS
+
+        docs = (paths.REPO / "docs" / "ros.md").read_text()
+        section = docs.split("\n## Parameters\n", 1)[1].split("\n## ", 1)[0]
+        rows = dict(re.findall(r"^\| `(\w+)` \| `([^`]*)` \|", section, flags=re.M))
+        assert set(rows) == set(PARAMETERS)
+        for name, (default, _) in PARAMETERS.items():
+            assert yaml.safe_load(rows[name]) == default, name
 
 
 @pytest.mark.skipif(

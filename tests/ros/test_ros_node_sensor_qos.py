@@ -57,7 +57,7 @@ def test_best_effort_publisher_matches_and_nan_output_is_rejected(nan_node):
         probe.wait_for(lambda: rejected() > 0, 1.0)
     assert rejected() > 0, node.output()
     values = probe.latest_diagnostics(NODE)
-    assert values["processed"] == "0" and values["qos"] == "sensor_data/1"
+    assert values["processed"] == "0" and values["qos"] == "sensor_data/5"
     assert not probe.messages[MASK], "a NaN map must not be published as a mask"
     warnings = [line for line in node.output().splitlines() if "[WARN]" in line]
     assert any(

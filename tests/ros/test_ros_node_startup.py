@@ -65,3 +65,45 @@ def test_one_fatal_line_and_exit_1(startup_failures, case, words):
     for word in words:
         assert word in fatal[0], output
     assert "Traceback" not in output
+
+
+def test_torch_checkpoint_runs_at_the_input_size_parameter(tiny_models, tmp_path):
+    """A .pt checkpoint on the torch backend with input_size [32, 40] (trained at 64x80)."""
+    from diagnostic_msgs.msg import DiagnosticArray
+    from sensor_msgs.msg import Image
+
+    from instrument_seg.ros.conversions import array_to_image, image_to_array
+
+    ns = "/startup_torch"
+    params = {
+        "model_path": str(tiny_models["checkpoint"]),
+        "backend": "torch",
+        "input_size": [32, 40],
+        "diagnostics_period": 0.25,
+    }
+    node = rh.NodeProcess(tmp_path / "torch.log", ns, params)
+    probe = rh.Probe("startup_torch_probe")
+    try:
+        probe.subscribe(f"{ns}/confidence", Image, rh.qos("reliable", 5))
+        probe.subscribe("/diagnostics", DiagnosticArray, 10)
+        node.wait_ready(probe, f"{ns}/image", f"{ns}/confidence")
+        pub = probe.node.create_publisher(Image, f"{ns}/image", rh.qos("reliable", 5))
+        header = rh.make_header(1)
+        for _ in range(10):
+            pub.publish(array_to_image(rh.camera_frame(50, 70), "rgb8", header))
+            if probe.wait_for(lambda: probe.by_stamp(f"{ns}/confidence", (1001, 7)), 2.0):
+                break
+        confidence = probe.by_stamp(f"{ns}/confidence", (1001, 7))
+        assert confidence is not None, node.output()
+        assert image_to_array(confidence).shape == (50, 70)
+        assert probe.wait_for(
+            lambda: (
+                (probe.latest_diagnostics(f"{ns}/segmentation_node") or {}).get("processed") == "1"
+            ),
+            10,
+        )
+        values = probe.latest_diagnostics(f"{ns}/segmentation_node")
+        assert (values["backend"], values["input_size"]) == ("torch", "32x40")
+    finally:
+        probe.close()
+        assert node.stop() == 0

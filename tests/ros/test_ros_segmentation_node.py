@@ -329,7 +329,7 @@ class TestDiagnostics:
         assert values["model_path"] == str(tiny_models["onnx"])
         assert values["input_size"] == "64x80"
         assert values["image_topic"] == IMAGE
-        assert values["qos"] == "reliable/1"
+        assert values["qos"] == "reliable/5"
         for key in ("latency_p50_ms", "latency_p95_ms", "input_rate_hz"):
             assert float(values[key]) >= 0.0
         assert float(values["latency_p95_ms"]) >= float(values["latency_p50_ms"]) > 0.0

@@ -64,8 +64,9 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
     ),
     "backend": (
         "auto",
-        "Inference backend: auto | tensorrt | onnxruntime | torch. auto lets the Segmenter pick "
-        "the fastest one that can run model_path on this machine.",
+        "Inference backend: auto | tensorrt | onnxruntime | torch. auto: .engine -> tensorrt "
+        "(or the ONNX its sidecar names, on onnxruntime, where TensorRT is unusable), .onnx -> "
+        "onnxruntime, run directory or .pt -> torch.",
     ),
     "input_size": (
         [0, 0],
@@ -87,9 +88,11 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
         "measurement behind the default.",
     ),
     "queue_depth": (
-        1,
-        "DDS history depth of the image subscription and the output publishers. The node itself "
-        "keeps only the newest frame (latest wins), so 1 is enough.",
+        5,
+        "DDS history depth (keep-last) of the image subscription and the outputs. Frames waiting "
+        "in DDS beyond it are replaced unseen (1 lost ~40% of 1280x1024 frames at 30 Hz here, 5 "
+        "none, docs/ros.md); the executor hands every taken frame to a one-slot mailbox, so a "
+        "deeper queue adds no latency and every frame the worker skips is counted as dropped.",
     ),
     "max_pixels": (
         4096 * 4096,
@@ -334,14 +337,14 @@ class SegmentationNode(Node):
         if not np.isfinite(prob).all():
             self._reject("nonfinite", "the model's confidence map contains NaN or infinity")
             return
-        try:
-            mask_msg = array_to_image(mask, "mono8", msg.header)
-            confidence_msg = array_to_image(prob, "32FC1", msg.header)
-        except ImageFormatError as exc:
-            self._reject("output", str(exc))
+        if np.asarray(mask).dtype != np.uint8 or np.asarray(prob).dtype != np.float32:
+            self._reject(
+                "output", f"outputs of dtype {np.asarray(mask).dtype} / {np.asarray(prob).dtype}"
+            )
             return
-        self._mask_pub.publish(mask_msg)
-        self._confidence_pub.publish(confidence_msg)
+        # The mask first: consumers that only need it do not wait for the 4x larger map.
+        self._mask_pub.publish(array_to_image(mask, "mono8", msg.header))
+        self._confidence_pub.publish(array_to_image(prob, "32FC1", msg.header))
         self.counters.processed_with_latency(time.monotonic() - received_at)
         if self._overlay_pub is not None and self._overlay_pub.get_subscription_count() > 0:
             drawn = self._overlay_fn(np.ascontiguousarray(rgb), mask > 0)
