@@ -40,6 +40,7 @@ def startup_failures(tiny_models, tmp_path_factory):
         "bad_threshold": {"model_path": onnx, "threshold": "median"},
         "size_mismatch": {"model_path": onnx, "input_size": [128, 160]},
         "wrong_type": {"model_path": onnx, "queue_depth": "deep"},
+        "nan_model": {"model_path": str(tiny_models["nan_onnx"])},  # Otsu refuses a NaN map
     }
     return start_all(cases, tmp_path_factory.mktemp("startup"))
 
@@ -54,6 +55,7 @@ def startup_failures(tiny_models, tmp_path_factory):
         ("bad_threshold", ["threshold", "median"]),
         ("size_mismatch", ["64x80", "input_size is 128x160"]),
         ("wrong_type", ["queue_depth"]),
+        ("nan_model", ["nan.onnx", "fails on a blank 64x80 frame", "NaN"]),
     ],
 )
 def test_one_fatal_line_and_exit_1(startup_failures, case, words):

@@ -222,6 +222,7 @@ class SegmentationNode(Node):
         self._overlay_fn = None
         self._rejected_before = 0
         self._failed_before = 0
+        self._stopping = False
 
     # --- life cycle ------------------------------------------------------------------------
 
@@ -252,7 +253,13 @@ class SegmentationNode(Node):
             )
         model_size = tuple(int(v) for v in self.segmenter.input_size)
         # One inference before the first frame: backends allocate and tune lazily.
-        self.segmenter.predict(np.zeros((*model_size, 3), np.uint8))
+        try:
+            self.segmenter.predict(np.zeros((*model_size, 3), np.uint8))
+        except InputError as exc:
+            raise InputError(
+                f"model {self.segmenter.model_path} fails on a blank "
+                f"{model_size[0]}x{model_size[1]} frame ({exc})"
+            ) from exc
         if s.publish_overlay:
             from instrument_seg.figures import overlay
 
@@ -277,6 +284,7 @@ class SegmentationNode(Node):
 
     def stop(self) -> None:
         """Stops the worker (finishing the frame in hand) and frees the model."""
+        self._stopping = True
         self._mailbox.close()
         if self._worker is not None:
             self._worker.join(timeout=10.0)
@@ -302,6 +310,8 @@ class SegmentationNode(Node):
                 self._process(*item)
             except Exception as exc:  # a backend failure on one frame must not stop the node
                 self.counters.add("failed")
+                if self._stopping:  # publishing into a context that is shutting down
+                    return
                 if self._warnings.allow("failed"):
                     self.get_logger().error(
                         f"segmentation failed on a frame from {self._image_sub.topic_name}: "
