@@ -1,6 +1,6 @@
 import pytest
 
-from instrument_seg.config import load_config, parse_override
+from instrument_seg.config import complete_config, load_config, parse_override
 from instrument_seg.errors import InputError
 
 
@@ -41,3 +41,13 @@ class TestConfig:
         assert parse_override("a.b=[1, 2]") == {"a": {"b": [1, 2]}}
         with pytest.raises(InputError, match="key=value"):
             parse_override("seed")
+
+    def test_old_stored_config_is_completed_with_todays_defaults(self):
+        old = load_config(overrides=["seed=5", "threshold.method=official"])
+        del old["cues"]["objectness"]  # a section an older version did not have
+        old["removed_long_ago"] = {"x": 1}
+        config = complete_config(old)
+        assert config["seed"] == 5 and config["threshold"]["method"] == "official"
+        assert config["cues"]["objectness"] == load_config()["cues"]["objectness"]
+        assert "removed_long_ago" not in config
+        assert complete_config(None) is None

@@ -101,6 +101,30 @@ def load_config(files: Iterable[str | Path] = (), overrides: Iterable[str] = ())
     return config
 
 
+def complete_config(stored: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """A config saved by an earlier version, on top of today's defaults.
+
+    A model's config travels with it (checkpoint, ONNX metadata) and outlives code changes:
+    keys added since then take their defaults, keys since removed are dropped, so an old model
+    keeps working with new code. None stays None.
+    """
+    if stored is None:
+        return None
+
+    def overlay(base: dict[str, Any], saved: Mapping[str, Any]) -> None:
+        for key, value in saved.items():
+            if key not in base:
+                continue
+            if isinstance(base[key], dict) and isinstance(value, Mapping):
+                overlay(base[key], value)
+            elif not isinstance(base[key], dict):
+                base[key] = copy.deepcopy(value)
+
+    config = default_config()
+    overlay(config, stored)
+    return config
+
+
 def save_config(config: Mapping[str, Any], path: str | Path) -> None:
     """Writes the resolved config as YAML."""
     Path(path).write_text(yaml.safe_dump(dict(config), sort_keys=False))

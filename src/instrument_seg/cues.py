@@ -27,20 +27,34 @@ def check_rgb(rgb: np.ndarray, what: str = "image") -> None:
         raise InputError(f"{what} must have shape (H, W, 3), got {rgb.shape}")
 
 
-def color_cue(rgb: np.ndarray) -> np.ndarray:
+COLOR_SCALES = ("fixed", "frame")
+STRETCH_PERCENTILES = (1.0, 99.0)
+
+
+def color_cue(rgb: np.ndarray, scale: str = "fixed") -> np.ndarray:
     """Colour cue ``(1 - A) * (1 - S)``.
 
     Args:
         rgb: uint8 (H, W, 3) RGB frame.
+        scale: ``fixed``: A is the LAB a-channel (OpenCV's 8-bit LAB, a/255) and S the HSV
+            saturation (S/255), so the map spans about [0.1, 0.5] on endoscopy (a neutral grey
+            has a = 128/255); ``frame``: that map stretched to [0, 1] between its 1st and 99th
+            percentiles (clipped), so the cue has the same range as the other cues in the
+            anchor products. Otsu on the cue alone is the same either way.
 
     Returns:
-        float32 (H, W) in [0, 1]; A is the LAB a-channel (OpenCV's 8-bit LAB, a/255) and S the
-        HSV saturation (S/255), so red saturated tissue scores low and grey metal high.
+        float32 (H, W) in [0, 1]: red saturated tissue scores low and grey metal high.
     """
     check_rgb(rgb)
+    if scale not in COLOR_SCALES:
+        raise InputError(f"unknown colour scale '{scale}' (valid: {', '.join(COLOR_SCALES)})")
     a = cv2.cvtColor(rgb, cv2.COLOR_RGB2LAB)[..., 1].astype(np.float32) / 255.0
     s = cv2.cvtColor(rgb, cv2.COLOR_RGB2HSV)[..., 1].astype(np.float32) / 255.0
-    return (1.0 - a) * (1.0 - s)
+    c = (1.0 - a) * (1.0 - s)
+    if scale == "frame":
+        lo, hi = np.percentile(c, STRETCH_PERCENTILES)
+        c = np.clip((c - lo) / max(float(hi - lo), 1e-6), 0.0, 1.0)
+    return c.astype(np.float32)
 
 
 def video_location_cue(color_maps: Sequence[np.ndarray]) -> np.ndarray:
@@ -87,6 +101,7 @@ def sequence_cues(
     *,
     names: Sequence[str] = CUE_NAMES,
     objectness_method: str = "alexe",
+    color_scale: str = "fixed",
     still_images: bool = False,
     still_sigma: float = 0.25,
     seed: int = 0,
@@ -98,6 +113,7 @@ def sequence_cues(
         frames: uint8 RGB frames (H, W, 3) of one video, in order, all the same size.
         names: the cues to compute (a subset of :data:`CUE_NAMES`).
         objectness_method: a method of :func:`instrument_seg.objectness.objectness_map`.
+        color_scale: see :func:`color_cue`.
         still_images: use the centre prior instead of the video mean for the location cue.
         still_sigma: centre-prior sigma (fraction of the image side).
         seed: objectness sampling seed.
@@ -112,7 +128,7 @@ def sequence_cues(
         raise InputError(f"frames of one sequence differ in size: {sorted(shapes)}")
     cues = []
     for frame in frames:
-        maps = {"color": color_cue(frame)}
+        maps = {"color": color_cue(frame, color_scale)}
         if "objectness" in names:
             maps["objectness"] = objectness_map(frame, objectness_method, seed=seed)
         cues.append(maps)

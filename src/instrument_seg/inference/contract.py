@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from instrument_seg.config import complete_config
 from instrument_seg.errors import InputError
 
 ONNX_FORMAT = "instrument_seg.onnx/1"
@@ -103,7 +104,7 @@ class ModelContract:
             setting=payload.get("setting"),
             fold=payload.get("fold"),
             test_sequences=tuple(payload.get("test_sequences") or ()),
-            config=payload.get("config"),
+            config=complete_config(payload.get("config")),
         )
 
     def with_precision(self, precision: str) -> ModelContract:
@@ -162,7 +163,7 @@ class ModelContract:
                 setting=v.get("setting"),
                 fold=v.get("fold"),
                 test_sequences=tuple(v.get("test_sequences") or ()),
-                config=v.get("config"),
+                config=complete_config(v.get("config")),
                 precision=str(v.get("precision", "fp32")),
             )
         except (KeyError, TypeError, ValueError) as exc:
