@@ -4,4 +4,5 @@ import sys
 
 from instrument_seg.cli import main
 
-sys.exit(main())
+if __name__ == "__main__":  # not when a worker process (cue pool, torchrun) imports it
+    sys.exit(main())

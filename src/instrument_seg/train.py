@@ -22,6 +22,7 @@ import torch
 from instrument_seg.anchors import make_anchors
 from instrument_seg.config import load_config, save_config
 from instrument_seg.data import Dataset
+from instrument_seg.distributed import Distributed, session
 from instrument_seg.errors import InputError
 from instrument_seg.features import FeatureCache, VGG16Features
 from instrument_seg.losses import AGSDLoss
@@ -311,7 +312,30 @@ def train(
 
     Returns:
         The summary also written to ``out/summary.json``.
+
+    Started by ``torchrun --nproc-per-node N``, the N processes train together, each on its
+    share of every global batch, with the results of single-process training (see
+    :mod:`instrument_seg.distributed`); only rank 0 writes ``out``.
     """
+    # ddp: under torchrun (WORLD_SIZE > 1) this process trains its share of each batch
+    with session(resolve_device(config["train"]["device"])) as ddp:
+        return _train(
+            dataset, out, config, setting, fold, resume, cache_dir, progress, frame_cues, ddp
+        )
+
+
+def _train(
+    dataset: Dataset,
+    out: str | Path,
+    config: dict[str, Any],
+    setting: str,
+    fold: int | None,
+    resume: bool,
+    cache_dir: Path | None,
+    progress: bool,
+    frame_cues: list[FrameCues] | None,
+    ddp: Distributed,
+) -> dict[str, Any]:
     from tqdm import tqdm
 
     out = Path(out)
@@ -326,7 +350,7 @@ def train(
     torch.manual_seed(seed)
     if int(config["train"]["threads"]) > 0:
         torch.set_num_threads(int(config["train"]["threads"]))
-    device = resolve_device(config["train"]["device"])
+    device = ddp.device  # ddp: resolve_device(train.device), cuda:LOCAL_RANK under torchrun
     if device.type == "cpu":
         torch.set_flush_denormal(True)  # denormals in the backward pass slow CPU steps ~3x
     loss_fn = build_loss(config)
@@ -336,15 +360,22 @@ def train(
     steps, batch = int(tc["steps"]), int(tc["batch_size"])
     if steps < 1 or batch < 1:
         raise InputError(f"train.steps and train.batch_size must be >= 1, got {steps}, {batch}")
+    ddp.check_batch(batch)  # ddp: the global batch splits evenly over the processes
     features = None
     if loss_fn.needs_features:
         fc = config["features"]
         features = VGG16Features.from_source(fc["source"], fc["path"]).to(device)
     train_set = subset(dataset, train_idx)
-    quiet = not progress or None
+    quiet = not (progress and ddp.is_main) or None  # ddp: bars on rank 0 only
     with tqdm(total=len(train_set), desc="cues+features", unit="frame", disable=quiet) as bar:
-        data = build_training_set(
-            train_set, config, features, cache_dir or out / "cache", bar.update, frame_cues
+        data = ddp.main_first(  # ddp: rank 0 fills the cue/feature caches, then the others
+            build_training_set,
+            train_set,
+            config,
+            features,
+            cache_dir or out / "cache",
+            bar.update,
+            frame_cues,
         )
     del features
     model.to(device)
@@ -356,9 +387,10 @@ def train(
         model.load_state_dict(previous["model"])
         optimizer.load_state_dict(previous["optimizer"])
         start_step = int(previous["step"])
+    net = ddp.wrap(model)  # ddp: SyncBatchNorm + DistributedDataParallel (else model itself)
     out.mkdir(parents=True, exist_ok=True)
-    save_config(config, out / "config.yaml")
-    log_path = out / "loss.csv"
+    save_config(config, ddp.run_file(out / "config.yaml"))  # ddp: run files from rank 0 only
+    log_path = ddp.run_file(out / "loss.csv")
     rows = []
     if start_step and log_path.is_file():
         with log_path.open() as f:
@@ -380,6 +412,8 @@ def train(
     }
 
     def save(step: int) -> None:
+        if not ddp.is_main:  # ddp
+            return
         state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step}
         _atomic_torch_save({**meta, **state}, out / CHECKPOINT)
 
@@ -395,11 +429,11 @@ def train(
         writer = csv.DictWriter(f, LOG_FIELDS)
         for step in range(start_step, steps):
             t0 = time.perf_counter()
-            pick = data.pairs[_batch_order(len(data.pairs), batch, seed, step)]
+            pick = ddp.shard(data.pairs[_batch_order(len(data.pairs), batch, seed, step)])
             i, j = pick[:, 0], pick[:, 1]
             x = to_input(data.frames[np.concatenate([i, j])], device)
-            z = model(x)
-            z_t, z_t1 = z[:batch], z[batch:]
+            z = net(x)
+            z_t, z_t1 = z[: len(pick)], z[len(pick) :]
             feats_t = feats_t1 = None
             if data.feats is not None:
                 feats_t, feats_t1 = data.feats[i].to(device), data.feats[j].to(device)
@@ -413,8 +447,9 @@ def train(
                 feats_t,
                 feats_t1,
             )
-            if not torch.isfinite(loss):
-                raise InputError(f"training diverged at step {step + 1} (loss {float(loss)})")
+            parts = ddp.mean_parts(parts)  # ddp: the global batch's losses, on every process
+            if not np.isfinite(parts["total"]):
+                raise InputError(f"training diverged at step {step + 1} (loss {parts['total']})")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -441,10 +476,11 @@ def train(
         "train_seconds": seconds,
         "frames_per_second": 2 * batch * (steps - start_step) / max(seconds, 1e-9),
         "device": str(device),
+        "processes": ddp.world_size,
         "setting": setting,
         "fold": fold,
         "train_sequences": meta["train_sequences"],
         "test_sequences": meta["test_sequences"],
     }
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    ddp.run_file(out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
