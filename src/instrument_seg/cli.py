@@ -466,13 +466,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _launched_rank() -> tuple[int, int]:
+    """(world size, rank) of a torchrun launch; (1, 0) otherwise (see distributed.py)."""
+    try:
+        return int(os.environ.get("WORLD_SIZE") or 1), int(os.environ.get("RANK") or 0)
+    except ValueError:
+        return 1, 0  # distributed.from_env reports the bad value
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    world, rank = _launched_rank()  # ddp: under torchrun only rank 0 prints
     try:
+        if world > 1 and args.command != "train":
+            raise InputError(f"only train runs under torchrun, not {args.command}")
         summary = args.func(args)
     except InputError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        if rank == 0:
+            print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(summary)
+    if rank == 0:
+        print(summary)
     return 0

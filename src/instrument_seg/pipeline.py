@@ -9,7 +9,8 @@ from typing import Any
 import cv2
 import numpy as np
 
-from instrument_seg.cues import check_cue_names, sequence_cues
+from instrument_seg.cue_cache import cache_dir_setting, compute_cues, workers_setting
+from instrument_seg.cues import check_cue_names
 from instrument_seg.data import Dataset
 from instrument_seg.errors import InputError
 
@@ -62,7 +63,8 @@ def dataset_cues(
     cue_cfg = config["cues"]
     names = check_cue_names(cue_cfg["enabled"])
     still = bool(config["data"]["still_images"])
-    out: list[FrameCues] = []
+    workers, cache_dir = workers_setting(config), cache_dir_setting(config)
+    prepared = []
     for seq in dataset.sequences:
         originals = [seq.image(i) for i in range(len(seq))]
         gts = [seq.mask(i) if with_gt else None for i in range(len(seq))]
@@ -73,16 +75,23 @@ def dataset_cues(
                     f"{image.shape[0]}x{image.shape[1]} but the sequence's first frame is "
                     f"{originals[0].shape[0]}x{originals[0].shape[1]}"
                 )
-        frames = [resize_rgb(im, size) for im in originals]
-        cues = sequence_cues(
-            frames,
+        prepared.append((seq, [resize_rgb(im, size) for im in originals], gts))
+    # cue_cache: sequence_cues of every sequence, read back from disk or computed by workers
+    all_cues = compute_cues(
+        [frames for _, frames, _ in prepared],
+        dict(
             names=names,
             objectness_method=cue_cfg["objectness"]["method"],
             still_images=still,
             still_sigma=float(cue_cfg["location"]["still_sigma"]),
             seed=int(config["seed"]),
-            progress=progress,
-        )
+        ),
+        workers=workers,
+        cache_dir=cache_dir,
+        progress=progress,
+    )
+    out: list[FrameCues] = []
+    for (seq, frames, gts), cues in zip(prepared, all_cues, strict=True):
         out += [
             FrameCues(seq.name, seq.frame_name(i), frames[i], cues[i], gts[i])
             for i in range(len(seq))
