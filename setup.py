@@ -33,6 +33,8 @@ setup(
         "onnx>=1.15",
         "onnxruntime>=1.17",
         "h5py>=3.8",
+        # rosbag2 read/write (mcap, sqlite3) in pure Python: bags as datasets, no ROS needed
+        "rosbags>=0.11,<0.12",
     ],
     extras_require={
         "test": ["pytest>=8", "ruff>=0.5"],
@@ -52,6 +54,7 @@ setup(
         "console_scripts": [
             "instrument-seg = instrument_seg.cli:main",
             "segmentation_node = instrument_seg.ros.segmentation_node:main",
+            "evaluation_node = instrument_seg.ros.evaluation_node:main",
         ],
     },
 )

@@ -369,6 +369,47 @@ def cmd_ablate(args: argparse.Namespace) -> str:
     )
 
 
+# --- bag -------------------------------------------------------------------------------------
+
+
+def cmd_bag(args: argparse.Namespace) -> str:
+    from instrument_seg.data import bags
+
+    if args.extract is not None:
+        image_topic, gt_topic = args.image_topic, args.gt_topic
+        index = bags.BagIndex(args.extract, image_topic, gt_topic)  # checks before writing
+        with progress_bar(len(index), "extract") as bar:
+            dataset, out = bags.extract_bag(
+                args.extract, args.out, image_topic, gt_topic, progress=bar.update
+            )
+        index.close()
+        gt = f"with ground truth from {index.gt_topic}" if dataset.has_masks else "no masks"
+        return (
+            f"bag: extracted {len(dataset)} frame(s) in {len(dataset.sequences)} sequence(s) "
+            f"from {index.image_topic} ({gt}) of {args.extract} to {out}"
+        )
+    from instrument_seg.data import load_dataset
+
+    dataset = load_dataset(args.data)
+    with progress_bar(len(dataset), "bag") as bar:
+        r = bags.write_bag(
+            dataset,
+            args.out,
+            storage=args.storage,
+            rate=args.rate,
+            image_topic=args.image_topic or bags.DEFAULT_IMAGE_TOPIC,
+            gt_topic=args.gt_topic or bags.DEFAULT_GT_TOPIC,
+            frame_id=args.frame_id,
+            progress=bar.update,
+        )
+    sizes = ", ".join(f"{h}x{w}" for h, w in r.sizes)
+    gt = f"masks on {r.gt_topic}" if r.with_gt else "no ground truth"
+    return (
+        f"bag: wrote {r.frames} frame(s) ({r.sequences} sequence(s), {sizes}) on "
+        f"{r.image_topic} with {gt} at {r.rate:g} Hz to {r.path} ({r.storage})"
+    )
+
+
 # --- entry point -----------------------------------------------------------------------------
 
 
@@ -463,6 +504,39 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--json", type=Path, help="write the full report here")
     p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser(
+        "bag",
+        help="dataset -> rosbag2 (frames rgb8 + masks mono8), or --extract a bag to folders",
+        description="Writes a dataset (any layout) as a rosbag2 bag: frames as sensor_msgs/"
+        "Image rgb8 and ground-truth masks as mono8 0/255 on their own topic, with identical "
+        "header stamps. With --extract, writes a bag's frames (and masks) as the generic "
+        "folder layout instead. A bag is itself a dataset for train, cues and evaluate.",
+    )
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--data", type=Path, help="dataset directory, video or bag to write")
+    source.add_argument(
+        "--extract", type=Path, metavar="BAG", help="bag to write out as DIR/<seq>/images|masks"
+    )
+    p.add_argument(
+        "--out", required=True, type=Path, help="bag directory (--data) or folder (--extract)"
+    )
+    p.add_argument(
+        "--storage", choices=("mcap", "sqlite3"), default="mcap", help="bag storage (--data)"
+    )
+    p.add_argument(
+        "--rate", type=float, default=30.0, help="frames per second of the stamps (--data)"
+    )
+    p.add_argument(
+        "--image-topic",
+        help="topic of the frames (default: /camera/image_raw; --extract: the bag's own)",
+    )
+    p.add_argument(
+        "--gt-topic",
+        help="topic of the masks (default: /camera/gt_mask; --extract: the bag's own)",
+    )
+    p.add_argument("--frame-id", default="camera_optical_frame", help="header frame_id (--data)")
+    p.set_defaults(func=cmd_bag)
     return parser
 
 

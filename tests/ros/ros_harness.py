@@ -23,7 +23,14 @@ from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import QoSProfile
-from ros_paths import LAUNCH_FILE, REPO, SEG_YAML, load_launch_module  # noqa: F401 (re-exported)
+from ros_paths import (  # noqa: F401 (re-exported)
+    EVAL_LAUNCH_FILE,
+    EVAL_YAML,
+    LAUNCH_FILE,
+    REPO,
+    SEG_YAML,
+    load_launch_module,
+)
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 
@@ -31,6 +38,7 @@ from instrument_seg.ros.conversions import ENCODINGS
 from instrument_seg.ros.segmentation_node import qos_profile
 
 NODE_EXECUTABLE = Path(sys.executable).with_name("segmentation_node")
+EVAL_EXECUTABLE = Path(sys.executable).with_name("evaluation_node")
 STARTUP_TIMEOUT = 60.0
 
 
@@ -156,7 +164,8 @@ class Probe:
 
 
 class NodeProcess:
-    """``segmentation_node`` run as a user runs it: the console script, ``--ros-args``.
+    """A node run as a user runs it: the console script (default ``segmentation_node``),
+    ``--ros-args``.
 
     Its combined stdout/stderr goes to ``log``; :meth:`stop` sends SIGINT and returns the exit
     status.
@@ -169,8 +178,9 @@ class NodeProcess:
         params: dict[str, Any] | None = None,
         params_file: Path | None = None,
         remappings: Iterable[tuple[str, str]] = (),
+        executable: Path = NODE_EXECUTABLE,
     ) -> None:
-        args = [str(NODE_EXECUTABLE), "--ros-args", "-r", f"__ns:={namespace}"]
+        args = [str(executable), "--ros-args", "-r", f"__ns:={namespace}"]
         if params_file is not None:
             args += ["--params-file", str(params_file)]
         for name, value in (params or {}).items():

@@ -60,7 +60,7 @@ def workspace(tmp_path_factory) -> Path:
 
 
 def test_executables(workspace):
-    for name in ("segmentation_node", "instrument-seg"):
+    for name in ("segmentation_node", "evaluation_node", "instrument-seg"):
         exe = workspace / "lib" / "instrument_seg" / name
         assert exe.is_file() and os.access(exe, os.X_OK), exe
 
@@ -69,6 +69,8 @@ def test_launch_config_and_index(workspace):
     share = workspace / "share" / "instrument_seg"
     assert (share / "launch" / "seg.launch.py").read_text() == paths.LAUNCH_FILE.read_text()
     assert (share / "config" / "seg.yaml").read_text() == paths.SEG_YAML.read_text()
+    assert (share / "launch" / "eval.launch.py").read_text() == paths.EVAL_LAUNCH_FILE.read_text()
+    assert (share / "config" / "eval.yaml").read_text() == paths.EVAL_YAML.read_text()
     assert (share / "package.xml").is_file()
     index = workspace / "share" / "ament_index" / "resource_index" / "packages" / "instrument_seg"
     assert index.is_file()

@@ -1,9 +1,10 @@
-"""Datasets: the generic folder layout, EndoVis 2017 and video files, auto-detected."""
+"""Datasets: generic folders, EndoVis 2017, video files and rosbag2 bags, auto-detected."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from instrument_seg.data.bags import is_bag, open_bag
 from instrument_seg.data.base import Dataset, FrameRef, Sequence
 from instrument_seg.data.endovis import EndoVisSequence, is_endovis_sequence
 from instrument_seg.data.folders import FolderSequence, is_generic_sequence
@@ -14,17 +15,19 @@ __all__ = ["Dataset", "FrameRef", "Sequence", "load_dataset"]
 
 EXPECTED = (
     "expected DIR/<sequence>/images/*.png, EndoVis instrument_dataset_N/left_frames, "
-    "or video files"
+    "video files or rosbag2 bags"
 )
 
 
-def _sequence_at(path: Path) -> tuple[Sequence, str] | None:
+def _sequence_at(path: Path) -> tuple[list[Sequence], str] | None:
     if is_video(path):
-        return VideoSequence(path), "video"
+        return [VideoSequence(path)], "video"
+    if is_bag(path):  # a bag may hold several sequences (see data/bags.py)
+        return list(open_bag(path)), "rosbag2"
     if path.is_dir() and is_endovis_sequence(path):
-        return EndoVisSequence(path), "endovis"
+        return [EndoVisSequence(path)], "endovis"
     if path.is_dir() and is_generic_sequence(path):
-        return FolderSequence(path), "generic"
+        return [FolderSequence(path)], "generic"
     return None
 
 
@@ -39,14 +42,14 @@ def load_dataset(path: str | Path) -> Dataset:
         raise InputError(f"data path {root} does not exist")
     found = _sequence_at(root)
     if found is not None:
-        return Dataset(str(root), [found[0]], found[1])
+        return Dataset(str(root), found[0], found[1])
     if not root.is_dir():
-        raise InputError(f"data path {root} is neither a directory nor a video file")
+        raise InputError(f"data path {root} is neither a directory, a video file nor a bag")
     sequences, layouts = [], set()
     for child in sorted(root.iterdir()):
         found = _sequence_at(child)
         if found is not None:
-            sequences.append(found[0])
+            sequences.extend(found[0])
             layouts.add(found[1])
     if not sequences:
         raise InputError(f"no frames found in {root} ({EXPECTED})")

@@ -102,6 +102,12 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
         True,
         "Offer the overlay topic (rgb8 mask-on-frame); drawn only while something subscribes.",
     ),
+    "threads": (
+        0,
+        "CPU threads of the backend: onnxruntime's intra-op threads, or torch.set_num_threads "
+        "(process-wide); 0 keeps the backend's default (one per core). Set 1 on a shared or "
+        "oversubscribed CPU, where several threads per inference run slower than one.",
+    ),
     "diagnostics_period": (1.0, "Seconds between /diagnostics messages."),
     "warning_period": (
         5.0,
@@ -122,6 +128,7 @@ class Settings:
     queue_depth: int
     max_pixels: int
     publish_overlay: bool
+    threads: int
     diagnostics_period: float
     warning_period: float
 
@@ -166,6 +173,8 @@ def settings_from(values: dict[str, Any]) -> Settings:
     for name in ("queue_depth", "max_pixels"):
         if int(values[name]) < 1:
             raise InputError(f"parameter {name} is {values[name]}; it must be at least 1")
+    if int(values["threads"]) < 0:
+        raise InputError(f"parameter threads is {values['threads']}; use 0 (default) or more")
     for name in ("diagnostics_period", "warning_period"):
         if not float(values[name]) > 0:
             raise InputError(f"parameter {name} is {values[name]}; it must be positive")
@@ -178,6 +187,7 @@ def settings_from(values: dict[str, Any]) -> Settings:
         queue_depth=int(values["queue_depth"]),
         max_pixels=int(values["max_pixels"]),
         publish_overlay=bool(values["publish_overlay"]),
+        threads=int(values["threads"]),
         diagnostics_period=float(values["diagnostics_period"]),
         warning_period=float(values["warning_period"]),
     )
@@ -237,7 +247,7 @@ class SegmentationNode(Node):
         from instrument_seg.inference import Segmenter  # the model stack loads with the node
 
         self.segmenter = Segmenter.from_path(
-            s.model_path, backend=s.backend, threshold=s.threshold
+            s.model_path, backend=s.backend, threshold=s.threshold, threads=s.threads
         )
         if s.input_size is not None and tuple(self.segmenter.input_size) != s.input_size:
             if self.segmenter.backend != "torch":
@@ -249,7 +259,11 @@ class SegmentationNode(Node):
                 )
             self.segmenter.close()
             self.segmenter = Segmenter.from_path(
-                s.model_path, backend=s.backend, threshold=s.threshold, input_size=s.input_size
+                s.model_path,
+                backend=s.backend,
+                threshold=s.threshold,
+                input_size=s.input_size,
+                threads=s.threads,
             )
         model_size = tuple(int(v) for v in self.segmenter.input_size)
         # One inference before the first frame: backends allocate and tune lazily.

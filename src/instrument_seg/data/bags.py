@@ -1,0 +1,821 @@
+"""rosbag2 recordings as datasets, and datasets as rosbag2 recordings (no ROS needed).
+
+Uses the pure-Python ``rosbags`` library, so this module never imports rclpy: a bag directory
+(``metadata.yaml`` + ``.mcap`` or ``.db3`` storage) or a bare ``.mcap`` / ``.db3`` file is
+read and written on machines without ROS.
+
+**Reading** (:func:`open_bag`, and :func:`instrument_seg.data.load_dataset` for a bag path):
+frames come from one ``sensor_msgs/msg/Image`` or ``sensor_msgs/msg/CompressedImage`` topic in
+recording order; ground truth (optional) from a second topic, paired with its frame by
+**identical header stamp**. Any non-zero ground-truth pixel is instrument. Image encodings:
+``rgb8``, ``bgr8``, ``rgba8``, ``bgra8``, ``mono8``, ``mono16`` (scaled by 255 / 65535, as
+cv_bridge does), plus ``8UC1`` / ``16UC1`` for masks. Topics are chosen as follows:
+
+1. the topics given explicitly;
+2. else the topics a bag written by :func:`write_bag` names in its metadata
+   (``custom_data``), which also splits it back into the original sequences and frame names;
+3. else :data:`DEFAULT_IMAGE_TOPIC` / :data:`DEFAULT_GT_TOPIC` when present, or the bag's only
+   image topic (no ground truth).
+
+A bag without instrument_seg metadata is one sequence named after the bag, frames
+``frame000000``, ``frame000001``... When a ground-truth topic is used, every frame must have a
+mask with its stamp and size; any problem is an :class:`~instrument_seg.errors.InputError`
+naming the bag, topic and stamp, raised when the bag is opened (before anything is computed or
+written).
+
+**Writing** (:func:`write_bag`): frames as ``rgb8`` and masks as ``mono8`` (0 / 255) with
+identical header stamps ``start + k / rate``, written to a hidden sibling directory and renamed
+at the end. :func:`extract_bag` writes a bag back out as the generic folder layout.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import yaml
+
+from instrument_seg.data.base import Dataset, Sequence
+from instrument_seg.errors import InputError
+
+IMAGE_TYPE = "sensor_msgs/msg/Image"
+COMPRESSED_TYPE = "sensor_msgs/msg/CompressedImage"
+IMAGE_TYPES = (IMAGE_TYPE, COMPRESSED_TYPE)
+DEFAULT_IMAGE_TOPIC = "/camera/image_raw"
+DEFAULT_GT_TOPIC = "/camera/gt_mask"
+DEFAULT_FRAME_ID = "camera_optical_frame"
+DEFAULT_RATE = 30.0
+DEFAULT_START = 1_700_000_000  # seconds: fixed, so the same data always gives the same bag
+STORAGES = ("mcap", "sqlite3")
+BAG_FILE_SUFFIXES = (".mcap", ".db3")
+# custom_data keys of bags written here (rosbag2 metadata.yaml, version >= 6)
+META_PREFIX = "instrument_seg."
+META_FORMAT = "1"
+
+# encoding -> (dtype kind + size, channels)
+_ENCODINGS: dict[str, tuple[str, int]] = {
+    "rgb8": ("u1", 3),
+    "bgr8": ("u1", 3),
+    "rgba8": ("u1", 4),
+    "bgra8": ("u1", 4),
+    "mono8": ("u1", 1),
+    "mono16": ("u2", 1),
+    "8UC1": ("u1", 1),
+    "16UC1": ("u2", 1),
+}
+FRAME_ENCODINGS = ("rgb8", "bgr8", "rgba8", "bgra8", "mono8", "mono16")
+MASK_ENCODINGS = tuple(_ENCODINGS)
+
+
+def _typestore():
+    from rosbags.typesys import Stores, get_typestore
+
+    return get_typestore(Stores.ROS2_KILTED)
+
+
+def is_bag(path: Path) -> bool:
+    """A rosbag2 directory (with ``metadata.yaml``) or a bare ``.mcap`` / ``.db3`` file."""
+    if path.is_dir():
+        return (path / "metadata.yaml").is_file()
+    return path.is_file() and path.suffix.lower() in BAG_FILE_SUFFIXES
+
+
+def _bag_metadata(path: Path) -> dict[str, str]:
+    """The bag's ``custom_data`` (empty for bare files and bags without it)."""
+    if not path.is_dir():
+        return {}
+    try:
+        info = yaml.safe_load((path / "metadata.yaml").read_text())
+        custom = info["rosbag2_bagfile_information"].get("custom_data") or {}
+    except (OSError, yaml.YAMLError, KeyError, TypeError, AttributeError) as exc:
+        raise InputError(f"cannot read bag {path}: metadata.yaml is unreadable ({exc})") from exc
+    return {str(k): str(v) for k, v in custom.items()} if isinstance(custom, dict) else {}
+
+
+def _open_reader(path: Path):
+    from rosbags.rosbag2 import Reader
+
+    if not path.exists():
+        raise InputError(f"bag {path} does not exist")
+    if not is_bag(path):
+        raise InputError(
+            f"{path} is not a rosbag2 bag (expected a directory with metadata.yaml, or a "
+            ".mcap / .db3 file)"
+        )
+    try:
+        reader = Reader(path)
+        reader.open()
+    except Exception as exc:  # rosbags raises ReaderError, FileNotFoundError, KeyError...
+        raise InputError(f"cannot read bag {path} ({type(exc).__name__}: {exc})") from exc
+    return reader
+
+
+@dataclass(frozen=True)
+class TopicInfo:
+    """One topic of a bag: message type and number of messages."""
+
+    name: str
+    msgtype: str
+    count: int
+
+
+def bag_topics(path: str | Path) -> list[TopicInfo]:
+    """The topics of a bag, by name.
+
+    Raises:
+        InputError: the path is missing or not a readable bag.
+    """
+    reader = _open_reader(Path(path))
+    try:
+        return _topics(reader)
+    finally:
+        reader.close()
+
+
+def _topics(reader) -> list[TopicInfo]:
+    counts: Counter[str] = Counter()
+    types: dict[str, str] = {}
+    for conn in reader.connections:
+        counts[conn.topic] += conn.msgcount
+        types[conn.topic] = conn.msgtype
+    return [TopicInfo(name, types[name], counts[name]) for name in sorted(types)]
+
+
+def describe_topics(topics: list[TopicInfo]) -> str:
+    """``/a (sensor_msgs/msg/Image, 24 messages), /b (...)`` or ``no topics``."""
+    if not topics:
+        return "no topics"
+    return ", ".join(f"{t.name} ({t.msgtype}, {t.count} messages)" for t in topics)
+
+
+# --------------------------------------------------------------------------------------------
+# Decoding (rosbags message objects -> NumPy), the semantics of cv_bridge's imgmsg_to_cv2
+# --------------------------------------------------------------------------------------------
+
+
+def _pixels(msg: Any, where: str) -> np.ndarray:
+    """(H, W) or (H, W, C) view of an uncompressed Image message's data."""
+    encoding = msg.encoding
+    if encoding not in _ENCODINGS:
+        raise InputError(
+            f"{where} has unsupported encoding '{encoding}' (supported: {', '.join(_ENCODINGS)})"
+        )
+    kind, channels = _ENCODINGS[encoding]
+    dtype = np.dtype(kind).newbyteorder(">" if msg.is_bigendian else "<")
+    h, w, step = int(msg.height), int(msg.width), int(msg.step)
+    row = w * channels * dtype.itemsize
+    data = np.asarray(msg.data, np.uint8)
+    if h == 0 or w == 0 or step < row or data.size != step * h:
+        raise InputError(f"{where} is malformed ({w}x{h}, step {step}, {data.size} bytes of data)")
+    pixels = data.reshape(h, step)[:, :row].view(dtype)
+    return pixels.reshape(h, w, channels) if channels > 1 else pixels
+
+
+def _decode_compressed(msg: Any, flags: int, where: str) -> np.ndarray:
+    buffer = np.asarray(msg.data, np.uint8)
+    image = cv2.imdecode(buffer, flags) if buffer.size else None
+    if image is None:
+        raise InputError(f"{where} cannot be decoded (format '{msg.format}')")
+    return image
+
+
+def decode_frame(msg: Any, msgtype: str, where: str) -> np.ndarray:
+    """A frame message as uint8 RGB (H, W, 3), a new contiguous array.
+
+    Raises:
+        InputError: unsupported encoding or malformed data (``where`` names topic and stamp).
+    """
+    if msgtype == COMPRESSED_TYPE:
+        image = _decode_compressed(msg, cv2.IMREAD_UNCHANGED, where)
+        if image.dtype == np.uint16:
+            image = np.rint(image * (255.0 / 65535.0)).astype(np.uint8)
+        if image.ndim == 2:
+            return cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
+        code = cv2.COLOR_BGRA2RGB if image.shape[2] == 4 else cv2.COLOR_BGR2RGB
+        return cv2.cvtColor(image, code)
+    if msg.encoding not in FRAME_ENCODINGS:
+        raise InputError(
+            f"{where} has encoding '{msg.encoding}', not a camera image "
+            f"(supported: {', '.join(FRAME_ENCODINGS)})"
+        )
+    pixels = _pixels(msg, where)
+    encoding = msg.encoding
+    if encoding == "mono16":
+        pixels = np.rint(pixels * (255.0 / 65535.0)).astype(np.uint8)
+    if pixels.ndim == 2:
+        return np.ascontiguousarray(np.repeat(pixels[..., None], 3, axis=2))
+    order = {"rgb8": [0, 1, 2], "rgba8": [0, 1, 2], "bgr8": [2, 1, 0], "bgra8": [2, 1, 0]}
+    return np.ascontiguousarray(pixels[..., order[encoding]])
+
+
+def decode_mask(msg: Any, msgtype: str, where: str) -> np.ndarray:
+    """A ground-truth message as bool (H, W): any non-zero pixel (any channel) is instrument."""
+    if msgtype == COMPRESSED_TYPE:
+        values = _decode_compressed(msg, cv2.IMREAD_UNCHANGED, where)
+    else:
+        values = _pixels(msg, where)
+    if values.ndim == 3:
+        values = values.max(axis=2)
+    return np.asarray(values) > 0
+
+
+# --------------------------------------------------------------------------------------------
+# Index of a bag: one pass over the chosen topics, then sequential reads with seeking
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Record:
+    """Where one message is (log time, rank among equal log times) and its header."""
+
+    log_time: int
+    rank: int
+    sec: int
+    nanosec: int
+    frame_id: str
+    height: int
+    width: int
+
+    @property
+    def stamp(self) -> int:
+        return self.sec * 1_000_000_000 + self.nanosec
+
+
+def stamp_text(stamp_ns: int) -> str:
+    """Nanoseconds as ``SEC.NANOSEC`` (the way ``ros2 topic echo`` shows a stamp)."""
+    return f"{stamp_ns // 1_000_000_000}.{stamp_ns % 1_000_000_000:09d}"
+
+
+def _size(record: _Record, msgtype: str) -> tuple[int, int] | None:
+    return None if msgtype == COMPRESSED_TYPE else (record.height, record.width)
+
+
+class _Cursor:
+    """Reads one topic's messages by index: sequential reads stream, others seek."""
+
+    def __init__(self, path: Path, topic: str, records: list[_Record]) -> None:
+        self.path, self.topic, self.records = path, topic, records
+        self._reader = None
+        self._stream: Iterator | None = None
+        self._next = -1
+
+    def raw(self, k: int) -> bytes:
+        record = self.records[k]
+        if self._stream is None or k != self._next:
+            if self._reader is None:
+                self._reader = _open_reader(self.path)
+            conns = [c for c in self._reader.connections if c.topic == self.topic]
+            self._stream = self._reader.messages(conns, start=record.log_time)
+            for _ in range(record.rank):
+                next(self._stream, None)
+        item = next(self._stream, None)
+        if item is None or item[1] != record.log_time:
+            self._stream = None
+            raise InputError(
+                f"bag {self.path} changed while reading message {k} of topic {self.topic}"
+            )
+        self._next = k + 1
+        return item[2]
+
+    def close(self) -> None:
+        if self._reader is not None:
+            self._reader.close()
+        self._reader, self._stream = None, None
+
+
+class BagIndex:
+    """The frames (and ground truth) of one bag: headers indexed, pixels read on demand.
+
+    Args:
+        path: bag directory or ``.mcap`` / ``.db3`` file.
+        image_topic: topic of the frames (None: see the module docstring).
+        gt_topic: topic of the ground truth (None: see the module docstring; ``""``: none).
+
+    Raises:
+        InputError: missing or unreadable bag, absent topic (the message lists the topics
+            present), no frames, ground truth missing or of another size for a frame,
+            duplicated stamps, unsupported encodings.
+    """
+
+    def __init__(
+        self, path: str | Path, image_topic: str | None = None, gt_topic: str | None = None
+    ) -> None:
+        self.path = Path(path)
+        reader = _open_reader(self.path)
+        try:
+            self.custom = _bag_metadata(self.path)
+            self.topics = _topics(reader)
+            if not any(t.count for t in self.topics):
+                raise InputError(f"bag {self.path} is empty (no messages)")
+            self.image_topic, self.gt_topic = self._choose_topics(image_topic, gt_topic)
+            types = {t.name: t.msgtype for t in self.topics}
+            self.image_type = types[self.image_topic]
+            self.gt_type = types.get(self.gt_topic) if self.gt_topic else None
+            self.frames, self.truths = self._scan(reader)
+        finally:
+            reader.close()
+        self._check()
+        self._frame_cursor = _Cursor(self.path, self.image_topic, self.frames)
+        self._gt_cursor = _Cursor(self.path, self.gt_topic, self.truths) if self.gt_topic else None
+        self._gt_of = self._pair() if self.gt_topic else None
+        self._store = _typestore()
+
+    # --- set-up ----------------------------------------------------------------------------
+
+    def _topic_error(self, topic: str, role: str) -> InputError:
+        return InputError(
+            f"{role} topic {topic} is not in bag {self.path}; it holds "
+            f"{describe_topics(self.topics)}"
+        )
+
+    def _choose_topics(self, image_topic: str | None, gt_topic: str | None) -> tuple[str, str]:
+        by_name = {t.name: t for t in self.topics}
+        image_topics = [t.name for t in self.topics if t.msgtype in IMAGE_TYPES]
+        if image_topic is None:
+            image_topic = self.custom.get(f"{META_PREFIX}image_topic")
+        if image_topic is None:
+            if DEFAULT_IMAGE_TOPIC in by_name:
+                image_topic = DEFAULT_IMAGE_TOPIC
+            elif len([t for t in image_topics if t != DEFAULT_GT_TOPIC]) == 1:
+                image_topic = next(t for t in image_topics if t != DEFAULT_GT_TOPIC)
+            else:
+                raise InputError(
+                    f"bag {self.path} has {len(image_topics)} image topics and none is "
+                    f"{DEFAULT_IMAGE_TOPIC}; name the frames' topic (--image-topic) among "
+                    f"{describe_topics(self.topics)}"
+                )
+        if gt_topic is None:
+            gt_topic = self.custom.get(f"{META_PREFIX}gt_topic")
+            if gt_topic is None:
+                gt_topic = DEFAULT_GT_TOPIC if DEFAULT_GT_TOPIC in by_name else ""
+        for topic, role in ((image_topic, "image"), (gt_topic, "ground-truth")):
+            if not topic:
+                continue
+            if topic not in by_name:
+                raise self._topic_error(topic, role)
+            if by_name[topic].msgtype not in IMAGE_TYPES:
+                raise InputError(
+                    f"{role} topic {topic} in bag {self.path} carries {by_name[topic].msgtype}, "
+                    f"not {' or '.join(IMAGE_TYPES)}"
+                )
+            if by_name[topic].count == 0:
+                raise InputError(f"{role} topic {topic} in bag {self.path} holds no messages")
+        if gt_topic == image_topic:
+            raise InputError(f"image and ground-truth topic are both {image_topic}")
+        return image_topic, gt_topic
+
+    def _scan(self, reader) -> tuple[list[_Record], list[_Record]]:
+        store = _typestore()
+        wanted = {self.image_topic, self.gt_topic} - {""}
+        conns = [c for c in reader.connections if c.topic in wanted]
+        out: dict[str, list[_Record]] = {topic: [] for topic in wanted}
+        last: dict[str, tuple[int, int]] = {}
+        try:
+            for conn, log_time, raw in reader.messages(conns):
+                msg = store.deserialize_cdr(raw, conn.msgtype)
+                prev_time, prev_rank = last.get(conn.topic, (None, -1))
+                rank = prev_rank + 1 if prev_time == log_time else 0
+                last[conn.topic] = (log_time, rank)
+                compressed = conn.msgtype == COMPRESSED_TYPE
+                stamp = msg.header.stamp
+                out[conn.topic].append(
+                    _Record(
+                        log_time,
+                        rank,
+                        int(stamp.sec),
+                        int(stamp.nanosec),
+                        str(msg.header.frame_id),
+                        0 if compressed else int(msg.height),
+                        0 if compressed else int(msg.width),
+                    )
+                )
+                if not compressed:
+                    encodings = FRAME_ENCODINGS if conn.topic == self.image_topic else _ENCODINGS
+                    if msg.encoding not in encodings:
+                        raise InputError(
+                            f"topic {conn.topic} in bag {self.path} has encoding "
+                            f"'{msg.encoding}' at stamp {stamp_text(out[conn.topic][-1].stamp)} "
+                            f"(supported: {', '.join(encodings)})"
+                        )
+        except InputError:
+            raise
+        except Exception as exc:  # truncated storage, undecodable message
+            raise InputError(f"cannot read bag {self.path} ({type(exc).__name__}: {exc})") from exc
+        return out[self.image_topic], out.get(self.gt_topic, [])
+
+    def _check(self) -> None:
+        if not self.gt_topic:
+            return
+        for topic, records in ((self.image_topic, self.frames), (self.gt_topic, self.truths)):
+            counts = Counter(r.stamp for r in records)
+            stamp, n = counts.most_common(1)[0]
+            if n > 1:
+                raise InputError(
+                    f"topic {topic} in bag {self.path} has {n} messages with stamp "
+                    f"{stamp_text(stamp)}; frames are paired with ground truth by stamp"
+                )
+
+    def _pair(self) -> list[int]:
+        by_stamp = {r.stamp: k for k, r in enumerate(self.truths)}
+        pairs = []
+        for frame in self.frames:
+            k = by_stamp.get(frame.stamp)
+            if k is None:
+                raise InputError(
+                    f"frame at stamp {stamp_text(frame.stamp)} on {self.image_topic} has no "
+                    f"ground truth on {self.gt_topic} in bag {self.path}"
+                )
+            a = _size(frame, self.image_type)
+            b = _size(self.truths[k], self.gt_type)
+            if a is not None and b is not None and a != b:
+                raise InputError(
+                    f"ground truth at stamp {stamp_text(frame.stamp)} on {self.gt_topic} is "
+                    f"{b[1]}x{b[0]} but its frame on {self.image_topic} is {a[1]}x{a[0]} "
+                    f"(bag {self.path})"
+                )
+            pairs.append(k)
+        return pairs
+
+    # --- access ----------------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    @property
+    def has_masks(self) -> bool:
+        return self._gt_of is not None
+
+    def where(self, k: int) -> str:
+        return f"frame at stamp {stamp_text(self.frames[k].stamp)} on {self.image_topic}"
+
+    def image(self, k: int) -> np.ndarray:
+        """Frame ``k`` (recording order) as uint8 RGB (H, W, 3)."""
+        raw = self._frame_cursor.raw(k)
+        msg = self._store.deserialize_cdr(raw, self.image_type)
+        return decode_frame(msg, self.image_type, f"{self.where(k)} in bag {self.path}")
+
+    def mask(self, k: int) -> np.ndarray | None:
+        """Ground truth of frame ``k`` as bool (H, W), or None without a ground-truth topic."""
+        if self._gt_of is None or self._gt_cursor is None:
+            return None
+        j = self._gt_of[k]
+        where = f"ground truth at stamp {stamp_text(self.truths[j].stamp)} on {self.gt_topic}"
+        msg = self._store.deserialize_cdr(self._gt_cursor.raw(j), self.gt_type)
+        mask = decode_mask(msg, self.gt_type, f"{where} in bag {self.path}")
+        if self.gt_type == COMPRESSED_TYPE or self.image_type == COMPRESSED_TYPE:
+            # sizes of compressed messages are known only once decoded
+            frame = self.image(k)
+            if mask.shape != frame.shape[:2]:
+                raise InputError(
+                    f"{where} is {mask.shape[1]}x{mask.shape[0]} but its frame on "
+                    f"{self.image_topic} is {frame.shape[1]}x{frame.shape[0]} (bag {self.path})"
+                )
+        return mask
+
+    def close(self) -> None:
+        """Closes the open storage files (reopened on the next read)."""
+        self._frame_cursor.close()
+        if self._gt_cursor is not None:
+            self._gt_cursor.close()
+
+    def sequence_plan(self) -> list[tuple[str, list[str]]]:
+        """(sequence name, frame names) in recording order, covering every frame once."""
+        text = self.custom.get(f"{META_PREFIX}sequences")
+        if text is None:
+            name = self.path.stem if self.path.is_file() else self.path.name
+            return [(name, [f"frame{k:06d}" for k in range(len(self))])]
+        try:
+            plan = [(str(s["name"]), [str(f) for f in s["frames"]]) for s in json.loads(text)]
+        except (ValueError, TypeError, KeyError) as exc:
+            raise InputError(
+                f"bag {self.path} has unreadable {META_PREFIX}sequences metadata ({exc})"
+            ) from exc
+        for name in [n for seq, frames in plan for n in (seq, *frames)]:
+            if not name or name in (".", "..") or "/" in name or "\\" in name:
+                raise InputError(
+                    f"bag {self.path}'s metadata names a sequence or frame '{name}', which is "
+                    "not a file name"
+                )
+        listed = sum(len(frames) for _, frames in plan)
+        if listed != len(self):
+            raise InputError(
+                f"bag {self.path}'s metadata lists {listed} frames but topic "
+                f"{self.image_topic} holds {len(self)} (was the bag cut or filtered?)"
+            )
+        return plan
+
+
+class BagSequence(Sequence):
+    """A run of consecutive frames of a bag (the whole bag, or one sequence written into it).
+
+    Beyond :class:`~instrument_seg.data.base.Sequence`: :meth:`stamp`, :meth:`frame_id` and
+    :meth:`log_time` of each frame, for replaying it with its recorded headers and timing.
+    """
+
+    def __init__(self, index: BagIndex, name: str, first: int, names: list[str]) -> None:
+        self.index = index
+        self.name = name
+        self.first = first
+        self.names = names
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def frame_name(self, index: int) -> str:
+        return self.names[index]
+
+    def _k(self, index: int) -> int:
+        if not 0 <= index < len(self.names):
+            raise IndexError(f"frame {index} of sequence '{self.name}' ({len(self)} frames)")
+        return self.first + index
+
+    def image(self, index: int) -> np.ndarray:
+        return self.index.image(self._k(index))
+
+    @property
+    def has_masks(self) -> bool:
+        return self.index.has_masks
+
+    def mask(self, index: int) -> np.ndarray | None:
+        return self.index.mask(self._k(index))
+
+    def stamp(self, index: int) -> tuple[int, int]:
+        """Header stamp of frame ``index`` as (sec, nanosec)."""
+        r = self.index.frames[self._k(index)]
+        return r.sec, r.nanosec
+
+    def frame_id(self, index: int) -> str:
+        """Header frame_id of frame ``index``."""
+        return self.index.frames[self._k(index)].frame_id
+
+    def log_time(self, index: int) -> int:
+        """When frame ``index`` was recorded (bag timestamp, ns)."""
+        return self.index.frames[self._k(index)].log_time
+
+
+def open_bag(
+    path: str | Path, image_topic: str | None = None, gt_topic: str | None = None
+) -> list[BagSequence]:
+    """The sequences of a bag (see the module docstring for how topics are chosen).
+
+    Raises:
+        InputError: see :class:`BagIndex`.
+    """
+    index = BagIndex(path, image_topic, gt_topic)
+    sequences, first = [], 0
+    for name, names in index.sequence_plan():
+        if names:
+            sequences.append(BagSequence(index, name, first, names))
+        first += len(names)
+    return sequences
+
+
+def bag_dataset(
+    path: str | Path, image_topic: str | None = None, gt_topic: str | None = None
+) -> Dataset:
+    """A bag as a :class:`~instrument_seg.data.base.Dataset` (layout ``rosbag2``)."""
+    return Dataset(str(path), open_bag(path, image_topic, gt_topic), "rosbag2")
+
+
+# --------------------------------------------------------------------------------------------
+# Writing
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class BagWriteResult:
+    """What :func:`write_bag` wrote."""
+
+    path: Path
+    storage: str
+    frames: int
+    sequences: int
+    with_gt: bool
+    sizes: list[tuple[int, int]]
+    image_topic: str
+    gt_topic: str
+    rate: float
+
+
+def _check_topic_name(topic: str, role: str) -> str:
+    topic = topic.strip()
+    if not topic.startswith("/") or topic.endswith("/") or " " in topic or "//" in topic:
+        raise InputError(
+            f"{role} topic '{topic}' is not an absolute ROS topic name such as /camera/image_raw"
+        )
+    return topic
+
+
+def _hidden_sibling(out: Path) -> Path:
+    return out.parent / f".{out.name}.tmp-{os.getpid()}"
+
+
+def write_bag(
+    dataset: Dataset,
+    out: str | Path,
+    storage: str = "mcap",
+    rate: float = DEFAULT_RATE,
+    image_topic: str = DEFAULT_IMAGE_TOPIC,
+    gt_topic: str = DEFAULT_GT_TOPIC,
+    frame_id: str = DEFAULT_FRAME_ID,
+    start: float = DEFAULT_START,
+    progress: Callable[[], None] | None = None,
+) -> BagWriteResult:
+    """Writes every frame of ``dataset`` (and its ground truth, if every sequence has it).
+
+    Frames go to ``image_topic`` as ``rgb8``, masks to ``gt_topic`` as ``mono8`` (0 / 255), both
+    with header stamp and bag timestamp ``start + k / rate`` (k over all frames, sequences one
+    after another) and ``frame_id``. Sequence and frame names are kept in the bag's
+    ``custom_data`` so reading it back gives the same sequences.
+
+    Args:
+        dataset: what to write (any layout :func:`~instrument_seg.data.load_dataset` reads).
+        out: bag directory to create (must not exist).
+        storage: ``mcap`` or ``sqlite3``.
+        rate: frames per second of the stamps.
+        image_topic: absolute topic of the frames.
+        gt_topic: absolute topic of the masks.
+        frame_id: header frame_id.
+        start: stamp of the first frame, seconds since the epoch.
+        progress: called once per frame written.
+
+    Raises:
+        InputError: bad storage, rate, topic or output path, or unreadable data; nothing is
+            left at ``out``.
+    """
+    from rosbags.rosbag2 import StoragePlugin, Writer
+
+    out = Path(out)
+    if storage not in STORAGES:
+        raise InputError(f"storage '{storage}' is not one of {', '.join(STORAGES)}")
+    if not (math.isfinite(rate) and rate > 0):
+        raise InputError(f"rate {rate} Hz must be a positive number")
+    image_topic = _check_topic_name(image_topic, "image")
+    gt_topic = _check_topic_name(gt_topic, "ground-truth")
+    if image_topic == gt_topic:
+        raise InputError(f"image and ground-truth topic are both {image_topic}")
+    if out.exists():
+        raise InputError(f"output bag {out} already exists; refusing to overwrite it")
+    if not out.parent.is_dir():
+        raise InputError(f"cannot write bag {out}: directory {out.parent} does not exist")
+    with_gt = dataset.has_masks
+    store = _typestore()
+    types = store.types
+    image_cls, header_cls, time_cls = (
+        types[IMAGE_TYPE],
+        types["std_msgs/msg/Header"],
+        types["builtin_interfaces/msg/Time"],
+    )
+    tmp_parent = _hidden_sibling(out)
+    shutil.rmtree(tmp_parent, ignore_errors=True)
+    tmp_parent.mkdir()
+    tmp = tmp_parent / out.name
+    start_ns = round(start * 1e9)
+    sizes: set[tuple[int, int]] = set()
+    plan = []
+    k = 0
+    try:
+        plugin = StoragePlugin.MCAP if storage == "mcap" else StoragePlugin.SQLITE3
+        with Writer(tmp, version=Writer.VERSION_LATEST, storage_plugin=plugin) as writer:
+            image_conn = writer.add_connection(image_topic, IMAGE_TYPE, typestore=store)
+            gt_conn = (
+                writer.add_connection(gt_topic, IMAGE_TYPE, typestore=store) if with_gt else None
+            )
+            for seq in dataset.sequences:
+                names = []
+                for i in range(len(seq)):
+                    rgb = np.ascontiguousarray(seq.image(i), np.uint8)
+                    h, w = rgb.shape[:2]
+                    sizes.add((h, w))
+                    t = start_ns + round(k * 1e9 / rate)
+                    header = header_cls(
+                        stamp=time_cls(sec=t // 1_000_000_000, nanosec=t % 1_000_000_000),
+                        frame_id=frame_id,
+                    )
+                    msg = image_cls(
+                        header=header,
+                        height=h,
+                        width=w,
+                        encoding="rgb8",
+                        is_bigendian=0,
+                        step=3 * w,
+                        data=rgb.reshape(-1),
+                    )
+                    writer.write(image_conn, t, store.serialize_cdr(msg, IMAGE_TYPE))
+                    if gt_conn is not None:
+                        gt = seq.mask(i)
+                        if gt is None or gt.shape != (h, w):
+                            shape = "none" if gt is None else f"{gt.shape[1]}x{gt.shape[0]}"
+                            raise InputError(
+                                f"ground truth of frame {seq.frame_name(i)} in sequence "
+                                f"'{seq.name}' is {shape} but the frame is {w}x{h}"
+                            )
+                        mono = np.ascontiguousarray(gt, bool).astype(np.uint8) * np.uint8(255)
+                        gt_msg = image_cls(
+                            header=header,
+                            height=h,
+                            width=w,
+                            encoding="mono8",
+                            is_bigendian=0,
+                            step=w,
+                            data=mono.reshape(-1),
+                        )
+                        writer.write(gt_conn, t, store.serialize_cdr(gt_msg, IMAGE_TYPE))
+                    names.append(seq.frame_name(i))
+                    k += 1
+                    if progress is not None:
+                        progress()
+                plan.append({"name": seq.name, "frames": names})
+            for key, value in (
+                ("format", META_FORMAT),
+                ("image_topic", image_topic),
+                ("gt_topic", gt_topic if with_gt else ""),
+                ("rate_hz", repr(float(rate))),
+                ("sequences", json.dumps(plan, separators=(",", ":"))),
+            ):
+                writer.set_custom_data(f"{META_PREFIX}{key}", value)
+        if k == 0:
+            raise InputError(f"{dataset.root} holds no frames; nothing to write")
+        tmp.rename(out)
+    except InputError:
+        raise
+    except Exception as exc:  # rosbags WriterError, OSError (disk full, permissions)
+        raise InputError(f"cannot write bag {out} ({type(exc).__name__}: {exc})") from exc
+    finally:
+        shutil.rmtree(tmp_parent, ignore_errors=True)
+    return BagWriteResult(
+        out,
+        storage,
+        k,
+        len(plan),
+        with_gt,
+        sorted(sizes),
+        image_topic,
+        gt_topic if with_gt else "",
+        float(rate),
+    )
+
+
+def extract_bag(
+    path: str | Path,
+    out: str | Path,
+    image_topic: str | None = None,
+    gt_topic: str | None = None,
+    progress: Callable[[], None] | None = None,
+) -> tuple[Dataset, Path]:
+    """Writes a bag as the generic layout ``out/<sequence>/{images,masks}/<frame>.png``.
+
+    Everything goes to a hidden sibling directory first, renamed to ``out`` at the end.
+
+    Returns:
+        The bag as a dataset, and ``out``.
+
+    Raises:
+        InputError: a bad bag (see :class:`BagIndex`), or ``out`` exists and is not an empty
+            directory.
+    """
+    out = Path(out)
+    if out.is_dir() and any(out.iterdir()):
+        raise InputError(f"output directory {out} is not empty; refusing to overwrite it")
+    if out.exists() and not out.is_dir():
+        raise InputError(f"output path {out} exists and is not a directory")
+    if not out.parent.is_dir():
+        raise InputError(f"cannot write {out}: directory {out.parent} does not exist")
+    dataset = bag_dataset(path, image_topic, gt_topic)
+    tmp = _hidden_sibling(out)
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        for seq in dataset.sequences:
+            images = tmp / seq.name / "images"
+            images.mkdir(parents=True)
+            masks = tmp / seq.name / "masks"
+            if seq.has_masks:
+                masks.mkdir()
+            for i in range(len(seq)):
+                name = f"{seq.frame_name(i)}.png"
+                bgr = cv2.cvtColor(seq.image(i), cv2.COLOR_RGB2BGR)
+                if not cv2.imwrite(str(images / name), bgr):
+                    raise InputError(f"could not write image file {images / name}")
+                gt = seq.mask(i)
+                if gt is not None and not cv2.imwrite(
+                    str(masks / name), gt.astype(np.uint8) * np.uint8(255)
+                ):
+                    raise InputError(f"could not write mask file {masks / name}")
+                if progress is not None:
+                    progress()
+        if out.exists():
+            out.rmdir()  # empty, checked above
+        tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return dataset, out

@@ -1,0 +1,586 @@
+"""evaluation_node: scores a running segmentation node against a bag's ground truth.
+
+Two modes (parameter ``mode``):
+
+- **replay**: reads ``bag_path`` (frames and ground truth, see
+  :mod:`instrument_seg.data.bags`), publishes each frame on ``image`` with its recorded header,
+  and pairs the ``mask`` answers by header stamp. ``pace``: ``lockstep`` publishes the next
+  frame only once the previous frame's mask arrived (or ``mask_timeout`` passed): every frame
+  is segmented, so the scores equal ``instrument-seg evaluate`` of the same model on the bag;
+  ``recorded`` publishes at the bag's own timing and ``fixed`` at ``rate`` Hz, whatever the
+  segmentation node keeps up with (frames it drops are reported as missed).
+- **listen**: an external ``ros2 bag play`` publishes the frames (remap ``image`` to them, for
+  latency) and the ground truth (remap ``ground_truth``); masks on ``mask`` are paired with the
+  ground truth by stamp. The run ends ``idle_timeout`` s after the last ground truth, or on
+  SIGINT.
+
+Either way the node writes ``report.json``, ``report.md``, ``iou_over_time.png`` and
+``latency_histogram.png`` to ``output_dir`` (:mod:`instrument_seg.report`: per-frame IoU/Dice
+with :mod:`instrument_seg.metrics`, mean ± std, latency p50/p95/max, jitter, missed frames),
+logs one summary line and exits 0. It also records the segmentation node's ``/diagnostics``
+(backend, model, drops) in the report. No segmentation node within ``startup_timeout``, no
+answer to the first frame within ``mask_timeout``, or a bad parameter or bag: one fatal line
+and exit status 1; it never waits longer than its time-outs.
+
+This file only wires ROS to :class:`instrument_seg.report.StreamScorer`; it holds no scoring.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray
+from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.exceptions import ParameterException
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.node import Node
+from sensor_msgs.msg import Image
+from std_msgs.msg import Header
+
+from instrument_seg.errors import InputError
+from instrument_seg.ros.conversions import ImageFormatError, array_to_image, image_to_array
+from instrument_seg.ros.segmentation_node import qos_profile
+
+NODE_NAME = "evaluation_node"
+MODES = ("replay", "listen")
+PACES = ("lockstep", "recorded", "fixed")
+QOS_CHOICES = ("reliable", "sensor_data")
+RESEND_PERIOD = 2.0  # lockstep: re-publish an unanswered frame this often (discovery races)
+MASK_DEPTH = 100  # keep-last depth of the mask subscription: masks are small, never lose one
+POLL = 0.05
+DIAGNOSTICS_WAIT = 1.5  # s: the segmentation node publishes /diagnostics at 1 Hz by default
+SETTLE = 0.5  # paced replay: seconds between discovery and the first frame
+MAX_CONSECUTIVE_MISSES = 3  # lockstep: the segmentation node stopped answering
+FLOAT_PARAMETERS = ("rate", "startup_timeout", "mask_timeout", "idle_timeout")
+
+#: name -> (default, description). The one place parameters are defined; config/eval.yaml
+#: lists the same names with the same defaults (a test keeps them in step).
+PARAMETERS: dict[str, tuple[Any, str]] = {
+    "mode": (
+        "replay",
+        "replay: publish the frames of bag_path on image and score the masks; listen: score "
+        "masks against ground truth published by an external ros2 bag play.",
+    ),
+    "bag_path": ("", "rosbag2 directory (or .mcap / .db3 file) to replay. Required in replay."),
+    "bag_image_topic": (
+        "",
+        "Replay: the bag topic holding the frames; empty: the topic instrument-seg bag wrote, "
+        "else /camera/image_raw, else the bag's only image topic.",
+    ),
+    "bag_gt_topic": (
+        "",
+        "Replay: the bag topic holding the ground-truth masks; empty: the topic "
+        "instrument-seg bag wrote, else /camera/gt_mask.",
+    ),
+    "pace": (
+        "lockstep",
+        "Replay pacing: lockstep (next frame once the previous mask arrived; exact accuracy), "
+        "recorded (the bag's timing) or fixed (rate Hz).",
+    ),
+    "rate": (10.0, "Frames per second for pace fixed."),
+    "max_frames": (0, "Replay only the first N frames of the bag; 0: all of them."),
+    "output_dir": (
+        "evaluation",
+        "Directory for report.json, report.md, iou_over_time.png and latency_histogram.png "
+        "(created; existing report files are replaced).",
+    ),
+    "startup_timeout": (
+        30.0,
+        "Seconds to wait for a segmentation node (a subscriber on image and a publisher on "
+        "mask in replay; the first ground truth in listen) before giving up.",
+    ),
+    "mask_timeout": (
+        10.0,
+        "Seconds after a frame is published (replay) or its ground truth received (listen) "
+        "after which its mask counts as missed. Lockstep ends the run when the first frame, or "
+        f"{MAX_CONSECUTIVE_MISSES} frames in a row, go unanswered that long; any mode ends it "
+        "when no frame was answered at all.",
+    ),
+    "idle_timeout": (
+        5.0,
+        "Listen: end the run this many seconds after the last ground truth arrived.",
+    ),
+    "qos": (
+        "reliable",
+        "QoS of image, mask and ground_truth: reliable or sensor_data (best effort), as the "
+        "segmentation node's qos parameter.",
+    ),
+    "queue_depth": (5, "DDS keep-last depth of the image publisher and ground-truth subscriber."),
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Validated parameter values."""
+
+    mode: str
+    bag_path: str
+    bag_image_topic: str | None
+    bag_gt_topic: str | None
+    pace: str
+    rate: float
+    max_frames: int
+    output_dir: str
+    startup_timeout: float
+    mask_timeout: float
+    idle_timeout: float
+    qos: str
+    queue_depth: int
+
+
+def settings_from(values: dict[str, Any]) -> Settings:
+    """Checks raw parameter values (name -> value) and returns them as :class:`Settings`.
+
+    Raises:
+        InputError: one sentence naming the parameter and its bad value.
+    """
+    for name, choices in (("mode", MODES), ("pace", PACES), ("qos", QOS_CHOICES)):
+        if values[name] not in choices:
+            raise InputError(
+                f"parameter {name} is '{values[name]}'; use one of {', '.join(choices)}"
+            )
+    numbers = {}
+    for name in FLOAT_PARAMETERS:
+        try:
+            numbers[name] = float(values[name])
+        except (TypeError, ValueError):
+            raise InputError(
+                f"parameter {name} is '{values[name]}'; it must be a number"
+            ) from None
+    bag_path = str(values["bag_path"]).strip()
+    if values["mode"] == "replay" and not bag_path:
+        raise InputError("parameter bag_path is empty; replay mode needs a rosbag2 bag")
+    rate = numbers["rate"]
+    if values["pace"] == "fixed" and not (math.isfinite(rate) and rate > 0):
+        raise InputError(f"parameter rate is {values['rate']}; pace fixed needs a rate > 0 Hz")
+    for name in ("startup_timeout", "mask_timeout", "idle_timeout"):
+        if not (math.isfinite(numbers[name]) and numbers[name] > 0):
+            raise InputError(f"parameter {name} is {values[name]}; it must be positive")
+    if int(values["max_frames"]) < 0:
+        raise InputError(f"parameter max_frames is {values['max_frames']}; use 0 (all) or more")
+    if int(values["queue_depth"]) < 1:
+        raise InputError(f"parameter queue_depth is {values['queue_depth']}; use 1 or more")
+    if not str(values["output_dir"]).strip():
+        raise InputError("parameter output_dir is empty; name a directory for the report")
+    return Settings(
+        mode=values["mode"],
+        bag_path=bag_path,
+        bag_image_topic=str(values["bag_image_topic"]).strip() or None,
+        bag_gt_topic=str(values["bag_gt_topic"]).strip() or None,
+        pace=values["pace"],
+        rate=rate,
+        max_frames=int(values["max_frames"]),
+        output_dir=str(values["output_dir"]).strip(),
+        startup_timeout=numbers["startup_timeout"],
+        mask_timeout=numbers["mask_timeout"],
+        idle_timeout=numbers["idle_timeout"],
+        qos=values["qos"],
+        queue_depth=int(values["queue_depth"]),
+    )
+
+
+def stamp_ns(header: Header) -> int:
+    """A header's stamp in integer nanoseconds (the pairing key)."""
+    return int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec)
+
+
+class NoAnswer(Exception):
+    """The segmentation node did not show up or did not answer (one sentence)."""
+
+
+class Interrupted(Exception):
+    """SIGINT/SIGTERM or an external shutdown during the run."""
+
+
+class EvaluationNode(Node):
+    """Wires the bag, topics and diagnostics around a :class:`~instrument_seg.report.
+    StreamScorer` (see the module docstring).
+
+    Construct, then :meth:`run` from the main thread while an executor spins the node in
+    another thread; :meth:`run` returns the report.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(NODE_NAME, **kwargs)
+        for name, (default, description) in PARAMETERS.items():
+            descriptor = ParameterDescriptor(
+                description=description,
+                read_only=True,
+                # rate:=15 (an integer from launch or YAML) must work as well as rate:=15.0
+                dynamic_typing=name in FLOAT_PARAMETERS,
+            )
+            self.declare_parameter(name, default, descriptor)
+        values = {name: self.get_parameter(name).value for name in PARAMETERS}
+        self.settings = settings_from(values)
+        from instrument_seg.report import StreamScorer  # the algorithm side: no ROS
+
+        self.scorer = StreamScorer()
+        self._diagnostics: dict[str, str] = {}
+        self._diagnostics_at: float | None = None
+        self._diag_lock = threading.Lock()
+        self._bad_masks = 0
+        self._last_gt_at: float | None = None
+        s = self.settings
+        self._mask_sub = self.create_subscription(
+            Image, "mask", self._on_mask, qos_profile(s.qos, MASK_DEPTH)
+        )
+        self.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 10)
+        self._image_pub = None
+        self._gt_sub = self._image_sub = None
+        if s.mode == "replay":
+            self._image_pub = self.create_publisher(
+                Image, "image", qos_profile(s.qos, s.queue_depth)
+            )
+        else:
+            self._gt_sub = self.create_subscription(
+                Image, "ground_truth", self._on_ground_truth, qos_profile(s.qos, s.queue_depth)
+            )
+            self._image_sub = self.create_subscription(
+                Image, "image", self._on_image, qos_profile(s.qos, s.queue_depth)
+            )
+
+    # --- callbacks (executor thread) -------------------------------------------------------
+
+    def _on_mask(self, msg: Image) -> None:
+        received_at = time.monotonic()
+        try:
+            mask = image_to_array(msg)
+        except ImageFormatError as exc:
+            self._bad_masks += 1
+            self.get_logger().warning(f"unreadable mask on {self._mask_sub.topic_name}: {exc}")
+            return
+        if mask.ndim != 2:
+            self._bad_masks += 1
+            return
+        self.scorer.answer(stamp_ns(msg.header), mask, received_at)
+
+    def _on_ground_truth(self, msg: Image) -> None:
+        now = time.monotonic()
+        try:
+            gt = image_to_array(msg)
+        except ImageFormatError as exc:
+            self.get_logger().warning(
+                f"unreadable ground truth on {self._gt_sub.topic_name}: {exc}"
+            )
+            return
+        if gt.ndim == 3:
+            gt = gt.max(axis=2)
+        stamp = stamp_ns(msg.header)
+        name = f"{stamp // 1_000_000_000}.{stamp % 1_000_000_000:09d}"
+        self.scorer.expect(stamp, gt > 0, "stream", name, now=now)
+        self._last_gt_at = now
+
+    def _on_image(self, msg: Image) -> None:
+        self.scorer.sent(stamp_ns(msg.header), time.monotonic())
+
+    def _on_diagnostics(self, msg: DiagnosticArray) -> None:
+        for status in msg.status:
+            if status.name.endswith(": segmentation"):
+                with self._diag_lock:
+                    self._diagnostics = {"name": status.name, "message": status.message}
+                    self._diagnostics.update({kv.key: kv.value for kv in status.values})
+                    self._diagnostics_at = time.monotonic()
+
+    # --- run (main thread) -----------------------------------------------------------------
+
+    def _check_alive(self) -> None:
+        if not self.context.ok():
+            raise Interrupted()
+
+    def _sleep(self, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            self._check_alive()
+            time.sleep(min(left, POLL))
+
+    def run(self) -> dict[str, Any]:
+        """Runs the evaluation to the end and returns the report (see module docstring).
+
+        Raises:
+            InputError: a bad bag or parameter.
+            NoAnswer: no segmentation node within the time-outs.
+            Interrupted: shutdown requested while replaying.
+        """
+        started = time.monotonic()
+        if self.settings.mode == "replay":
+            settings = self._replay()
+        else:
+            settings = self._listen()
+        self.scorer.finish()
+        duration = time.monotonic() - started
+        self._await_diagnostics()
+        return self._report(settings, duration)
+
+    def _await_diagnostics(self, timeout: float = DIAGNOSTICS_WAIT) -> None:
+        """Waits (bounded) for the segmentation node's /diagnostics published after its last
+        answer, so the report holds its final counts, backend and model."""
+        last = self.scorer.last_answer_at
+        deadline = time.monotonic() + timeout
+        while last is not None and time.monotonic() < deadline and self.context.ok():
+            with self._diag_lock:
+                fresh = self._diagnostics_at is not None and self._diagnostics_at > last
+            if fresh:
+                return
+            time.sleep(POLL)
+
+    def _wait_for_segmentation_node(self) -> None:
+        """Until a node subscribes to ``image`` and publishes ``mask`` (bounded)."""
+        s = self.settings
+        deadline = time.monotonic() + s.startup_timeout
+        image, mask = self._image_pub.topic_name, self._mask_sub.topic_name
+        while time.monotonic() < deadline:
+            self._check_alive()
+            if self._image_pub.get_subscription_count() and self._mask_sub.get_publisher_count():
+                return
+            time.sleep(POLL)
+        missing = []
+        if not self._image_pub.get_subscription_count():
+            missing.append(f"nothing subscribes to {image}")
+        if not self._mask_sub.get_publisher_count():
+            missing.append(f"nothing publishes {mask}")
+        raise NoAnswer(
+            f"no segmentation node answered within {s.startup_timeout:g} s: "
+            f"{' and '.join(missing)} (start segmentation_node in this namespace, or remap "
+            "image and mask)"
+        )
+
+    def _replay(self) -> dict[str, Any]:
+        from instrument_seg.data.bags import open_bag
+
+        s = self.settings
+        sequences = open_bag(s.bag_path, s.bag_image_topic, s.bag_gt_topic)
+        index = sequences[0].index
+        if not index.has_masks:
+            raise InputError(
+                f"bag {s.bag_path} has no ground-truth topic to score against (set bag_gt_topic; "
+                f"frames are on {index.image_topic})"
+            )
+        frames = [(seq, i) for seq in sequences for i in range(len(seq))]
+        if s.max_frames:
+            frames = frames[: s.max_frames]
+        logger = self.get_logger()
+        logger.info(
+            f"replaying {len(frames)} frame(s) of {s.bag_path} ({index.image_topic} + "
+            f"{index.gt_topic}) on {self._image_pub.topic_name}, pace {s.pace}"
+            + (f" {s.rate:g} Hz" if s.pace == "fixed" else "")
+            + f"; masks from {self._mask_sub.topic_name}"
+        )
+        self._wait_for_segmentation_node()
+        log0 = frames[0][0].log_time(frames[0][1])
+        t0 = time.monotonic() + (SETTLE if s.pace != "lockstep" else 0.0)
+        last_expire = time.monotonic()
+        resent = 0
+        self._misses_in_a_row = 0
+        for k, (seq, i) in enumerate(frames):
+            sec, nanosec = seq.stamp(i)
+            header = Header(frame_id=seq.frame_id(i))
+            header.stamp.sec, header.stamp.nanosec = sec, nanosec
+            msg = array_to_image(seq.image(i), "rgb8", header)
+            gt = seq.mask(i)
+            stamp = sec * 1_000_000_000 + nanosec
+            scheduled = None
+            if s.pace == "recorded":
+                scheduled = t0 + (seq.log_time(i) - log0) / 1e9
+            elif s.pace == "fixed":
+                scheduled = t0 + k / s.rate
+            if scheduled is not None:
+                self._sleep(scheduled - time.monotonic())
+            self._check_alive()
+            sent_at = time.monotonic()
+            result = self.scorer.expect(
+                stamp, gt, seq.name, seq.frame_name(i), sent_at, scheduled, now=sent_at
+            )
+            self._image_pub.publish(msg)
+            if s.pace == "lockstep":
+                resent += self._await_lockstep(result.stamp, msg, k, sent_at)
+            elif time.monotonic() - last_expire > 1.0:
+                self.scorer.expire(time.monotonic() - s.mask_timeout)
+                last_expire = time.monotonic()
+        deadline = time.monotonic() + s.mask_timeout
+        while not self.scorer.wait_all(POLL * 4) and time.monotonic() < deadline:
+            self._check_alive()
+        if not self.scorer.counts()["answered"]:
+            raise NoAnswer(
+                f"no segmentation node answered: none of the {len(frames)} frame(s) published "
+                f"on {self._image_pub.topic_name} got a mask on {self._mask_sub.topic_name} "
+                f"within {s.mask_timeout:g} s"
+            )
+        return {
+            "mode": "replay",
+            "pace": s.pace,
+            **({"rate": s.rate} if s.pace == "fixed" else {}),
+            "bag": s.bag_path,
+            "bag_image_topic": index.image_topic,
+            "bag_gt_topic": index.gt_topic,
+            "image_topic": self._image_pub.topic_name,
+            "mask_topic": self._mask_sub.topic_name,
+            "qos": f"{s.qos}/{s.queue_depth}",
+            "mask_timeout_s": s.mask_timeout,
+            "resent": resent,
+        }
+
+    def _await_lockstep(self, stamp: int, msg: Image, k: int, sent_at: float) -> int:
+        """Waits for the mask of the frame just published, re-publishing it every
+        :data:`RESEND_PERIOD` s (a frame published right after discovery can be lost); returns
+        how many times it was re-published."""
+        s = self.settings
+        deadline = sent_at + s.mask_timeout
+        resent = 0
+        next_resend = sent_at + RESEND_PERIOD
+        while True:
+            wait = min(deadline, next_resend) - time.monotonic()
+            if self.scorer.wait_answered(stamp, max(0.0, min(wait, POLL * 4))):
+                self._misses_in_a_row = 0
+                return resent
+            self._check_alive()
+            now = time.monotonic()
+            if now >= deadline:
+                break
+            if now >= next_resend:
+                self._image_pub.publish(msg)
+                resent += 1
+                next_resend = now + RESEND_PERIOD
+        self.scorer.expire(math.inf)
+        if not self.scorer.counts()["answered"] and k == 0:
+            raise NoAnswer(
+                f"no segmentation node answered: no mask on {self._mask_sub.topic_name} for the "
+                f"first frame within {s.mask_timeout:g} s (mask_timeout)"
+            )
+        self._misses_in_a_row += 1
+        if self._misses_in_a_row >= MAX_CONSECUTIVE_MISSES:
+            raise NoAnswer(
+                f"the segmentation node stopped answering: no mask on "
+                f"{self._mask_sub.topic_name} for {self._misses_in_a_row} frames in a row "
+                f"(up to frame {k}) within {s.mask_timeout:g} s each"
+            )
+        self.get_logger().warning(
+            f"no mask for frame {k} within {s.mask_timeout:g} s; counted as missed"
+        )
+        return resent
+
+    def _listen(self) -> dict[str, Any]:
+        s = self.settings
+        gt_topic, mask_topic = self._gt_sub.topic_name, self._mask_sub.topic_name
+        self.get_logger().info(
+            f"listening: ground truth on {gt_topic}, frames on {self._image_sub.topic_name}, "
+            f"masks on {mask_topic}"
+        )
+        deadline = time.monotonic() + s.startup_timeout
+        while self._last_gt_at is None:
+            self._check_alive()
+            if time.monotonic() > deadline:
+                raise NoAnswer(
+                    f"no ground truth arrived on {gt_topic} within {s.startup_timeout:g} s "
+                    "(is ros2 bag play running, with its mask topic remapped to ground_truth?)"
+                )
+            time.sleep(POLL)
+        try:
+            while time.monotonic() - self._last_gt_at < s.idle_timeout:
+                self._check_alive()
+                self.scorer.expire(time.monotonic() - s.mask_timeout)
+                time.sleep(POLL * 4)
+        except (Interrupted, KeyboardInterrupt):
+            self.get_logger().info("interrupted: reporting what arrived so far")
+        self.scorer.wait_all(min(s.mask_timeout, 2.0) if self.context.ok() else 0.0)
+        counts = self.scorer.counts()
+        if counts["frames"] and not (counts["answered"] + counts["pending"]):
+            raise NoAnswer(
+                f"no segmentation node answered: no mask on {mask_topic} for any of the "
+                f"{counts['frames']} ground-truth frame(s) on {gt_topic}"
+            )
+        return {
+            "mode": "listen",
+            "gt_topic": gt_topic,
+            "image_topic": self._image_sub.topic_name,
+            "mask_topic": mask_topic,
+            "qos": f"{s.qos}/{s.queue_depth}",
+            "mask_timeout_s": s.mask_timeout,
+        }
+
+    def _report(self, settings: dict[str, Any], duration: float) -> dict[str, Any]:
+        from instrument_seg.report import build_report
+
+        scorer = self.scorer
+        answered = [r for r in scorer.results if r.status == "answered"]
+        span = (
+            (scorer.last_answer_at - scorer.first_answer_at)
+            if scorer.first_answer_at is not None
+            else 0.0
+        )
+        with self._diag_lock:
+            diagnostics = dict(self._diagnostics)
+        extra = {
+            "duration_s": duration,
+            "output_rate_hz": (len(answered) - 1) / span if span > 0 else None,
+            "duplicate_masks": scorer.duplicates,
+            "unmatched_masks": scorer.unknown,
+            "unreadable_masks": self._bad_masks,
+            "segmentation_node": diagnostics,
+        }
+        return build_report(scorer.results, settings, extra)
+
+
+def _spin(executor: SingleThreadedExecutor) -> None:
+    try:
+        executor.spin()
+    except (ExternalShutdownException, KeyboardInterrupt):
+        pass
+    except Exception:  # the context went away under the executor at shutdown
+        pass
+
+
+def main(args: list[str] | None = None) -> int:
+    """Console script ``evaluation_node``: runs one evaluation, writes the report, exits.
+
+    Returns:
+        0 after the report was written; 1 for a bad parameter or bag, no segmentation node
+        within the time-outs, or an interrupted replay (one fatal log line each).
+    """
+    rclpy.init(args=args)
+    node = None
+    executor = None
+    thread = None
+    status = 0
+    logger = rclpy.logging.get_logger(NODE_NAME)
+    try:
+        node = EvaluationNode()
+        logger = node.get_logger()
+        executor = SingleThreadedExecutor()
+        executor.add_node(node)
+        thread = threading.Thread(target=_spin, args=(executor,), daemon=True)
+        thread.start()
+        report = node.run()
+        from instrument_seg.report import summary_line, write_report
+
+        paths = write_report(report, node.settings.output_dir)
+        logger.info(f"evaluation: {summary_line(report)}; report in {paths['markdown']}")
+    except (InputError, ParameterException) as exc:
+        logger.fatal(f"cannot evaluate: {exc}")
+        status = 1
+    except NoAnswer as exc:
+        logger.fatal(str(exc))
+        status = 1
+    except (Interrupted, KeyboardInterrupt, ExternalShutdownException):
+        logger.fatal("interrupted before the replay finished; no report written")
+        status = 1
+    finally:
+        if node is not None:
+            node.scorer.kick()
+        if executor is not None:
+            executor.shutdown(timeout_sec=2.0)
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown()
+        if thread is not None:
+            thread.join(timeout=5.0)
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
