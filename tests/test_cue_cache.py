@@ -201,9 +201,13 @@ class TestWorkers:
         assert pool_size(1, 10_000) == 1
         assert pool_size(4, 3) == 3
         assert pool_size(0, AUTO_MIN_FRAMES - 1) == 1
-        monkeypatch.setattr(cue_cache.os, "sched_getaffinity", lambda _pid: {0, 1, 2, 3}, False)
-        assert pool_size(0, 10_000) == 4
-        assert pool_size(0, AUTO_MIN_FRAMES) == min(4, AUTO_MIN_FRAMES // 64)
+        monkeypatch.setattr(cue_cache.os, "sched_getaffinity", lambda _pid: set(range(8)), False)
+        monkeypatch.setattr(cue_cache.os, "getloadavg", lambda: (2.5, 0.0, 0.0))
+        assert cue_cache.idle_cores() == 5
+        assert pool_size(0, 10_000) == 5
+        assert pool_size(0, AUTO_MIN_FRAMES) == min(5, AUTO_MIN_FRAMES // 64)
+        monkeypatch.setattr(cue_cache.os, "getloadavg", lambda: (9.0, 0.0, 0.0))
+        assert pool_size(0, 10_000) == 1  # a busy machine: a pool would be slower
 
     def test_bad_workers(self, sequences):
         with pytest.raises(InputError, match="cues.workers must be an integer >= 0"):

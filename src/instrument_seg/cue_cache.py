@@ -12,8 +12,9 @@ the SHA-256 of
 
 - every frame's shape and bytes after the resize to ``data.size``, in order (any changed,
   added, removed or reordered frame makes a new key);
-- the cue settings: ``cues.enabled``, ``cues.objectness.method`` (if objectness is on),
-  ``seed``, ``data.still_images``, ``cues.location.still_sigma`` (for stills);
+- the cue settings, i.e. every keyword argument of ``sequence_cues`` (from ``cues.enabled``,
+  ``cues.objectness.method`` if objectness is on, ``cues.color.scale``, ``seed``,
+  ``data.still_images``, ``cues.location.still_sigma`` for stills; :func:`key_settings`);
 - the code: the package version, a hash of the source of the modules that compute cues
   (:data:`CODE_MODULES`), and the versions of the libraries they call (:data:`LIBRARIES`).
 
@@ -27,8 +28,9 @@ default cues).
 **Workers.** ``cues.workers`` processes compute the cues of cache misses in parallel, over
 chunks of frames (so one long video is split too); the location cue is then formed from the
 chunks' colour maps, exactly as :func:`instrument_seg.cues.sequence_cues` forms it. ``1`` is the
-plain in-process path; ``0`` (auto) uses one process per available core when there are at least
-:data:`AUTO_MIN_FRAMES` frames to compute, else stays in-process (starting a worker costs ~2 s).
+plain in-process path; ``0`` (auto) uses one process per idle core when there are at least
+:data:`AUTO_MIN_FRAMES` frames to compute, else stays in-process (a worker needs seconds to
+start: imports and HED weights).
 """
 
 from __future__ import annotations
@@ -271,16 +273,30 @@ def _finish_sequence(
             del m["color"]
 
 
+def idle_cores() -> int:
+    """Cores this process may use minus the 1-minute load average (at least 0)."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    try:
+        load = os.getloadavg()[0]
+    except OSError:
+        load = 0.0
+    return max(0, int(cores - load))
+
+
 def pool_size(workers: int, n_frames: int) -> int:
-    """Processes to use for ``n_frames`` frames to compute (1: stay in this process)."""
+    """Processes to use for ``n_frames`` frames to compute (1: stay in this process).
+
+    ``workers=0`` (auto): one per idle core (:func:`idle_cores`), at most one per
+    :data:`AUTO_FRAMES_PER_WORKER` frames, and none below :data:`AUTO_MIN_FRAMES` frames. On a
+    busy machine a pool is slower than one process (measured: docs/deployment.md).
+    """
     if workers == 0:
-        try:
-            cores = len(os.sched_getaffinity(0))
-        except AttributeError:  # not on Linux
-            cores = os.cpu_count() or 1
         if n_frames < AUTO_MIN_FRAMES:
             return 1
-        return max(1, min(cores, n_frames // AUTO_FRAMES_PER_WORKER))
+        return max(1, min(idle_cores(), n_frames // AUTO_FRAMES_PER_WORKER))
     return max(1, min(workers, n_frames))
 
 
