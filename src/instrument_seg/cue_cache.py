@@ -22,7 +22,7 @@ Values read back are bit-identical to computed ones (float32, lossless compressi
 written atomically; an unreadable or mismatching file counts as a miss and is rewritten.
 ``cues.cache_dir``: ``auto`` (``$XDG_CACHE_HOME/instrument_seg/cues``, else
 ``~/.cache/instrument_seg/cues``), a directory, or ``null`` for no cache. Nothing evicts old
-entries: delete the directory to reclaim the space (about 0.4 MB per 256x320 frame with the
+entries: delete the directory to reclaim the space (about 0.2 MB per 256x320 frame with the
 default cues).
 
 **Workers.** ``cues.workers`` processes compute the cues of cache misses in parallel, over
