@@ -226,6 +226,12 @@ class TestConfig:
         given = load_config([], ["cues.cache_dir=$RUNS/cues"])
         assert cache_dir_setting(given) == tmp_path / "cues"
 
+    def test_auto_cache_that_cannot_be_created_is_no_cache(self, tmp_path, monkeypatch):
+        (tmp_path / "file").write_text("x")
+        monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "file"))
+        with pytest.warns(UserWarning, match="no cue cache"):
+            assert cache_dir_setting(load_config()) is None
+
     @pytest.mark.parametrize("override", ["cues.workers=-2", "cues.workers=x", "cues.cache_dir=5"])
     def test_bad_settings(self, override):
         config = load_config([], [override])

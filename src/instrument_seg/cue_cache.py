@@ -42,6 +42,7 @@ import math
 import multiprocessing
 import os
 import tempfile
+import warnings
 import zipfile
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -107,16 +108,30 @@ def workers_setting(config: Mapping[str, Any]) -> int:
 
 
 def cache_dir_setting(config: Mapping[str, Any]) -> Path | None:
-    """``cues.cache_dir`` resolved: None (off), the ``auto`` location, or the given folder."""
+    """``cues.cache_dir`` resolved: None (off), the ``auto`` location, or the given folder.
+
+    ``auto`` is best effort: when that folder cannot be created (e.g. no writable home), a
+    warning says so and no cache is used. A folder given explicitly must work (see
+    :class:`CueCache`).
+    """
     value = config["cues"]["cache_dir"]
     if value is None or value is False:
         return None
     if not isinstance(value, str) or not value.strip():
         raise InputError(f"cues.cache_dir must be auto, a directory or null, got {value!r}")
-    if value == "auto":
-        base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-        return Path(base) / "instrument_seg" / "cues"
-    return Path(os.path.expandvars(value)).expanduser()
+    if value != "auto":
+        return Path(os.path.expandvars(value)).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    path = Path(base) / "instrument_seg" / "cues"
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        warnings.warn(
+            f"no cue cache: cannot create {path} ({exc.strerror}); set cues.cache_dir",
+            stacklevel=2,
+        )
+        return None
+    return path
 
 
 @lru_cache(maxsize=1)
