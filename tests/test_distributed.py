@@ -44,6 +44,7 @@ TINY = [
     "model.depth=2",
     "train.steps=4",
     "train.batch_size=4",
+    "train.lr=0.0001",  # the tolerances below are for this lr, whatever the default
     "train.threads=1",
 ]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -107,6 +108,17 @@ class TestLaunch:
         with pytest.raises(InputError) as err:
             from_env(env)
         assert all(w in str(err.value) for w in words)
+
+    def test_world_without_torchrun_rendezvous(self, monkeypatch):
+        from instrument_seg.distributed import session
+
+        monkeypatch.delenv("MASTER_ADDR", raising=False)
+        monkeypatch.delenv("MASTER_PORT", raising=False)
+        with pytest.raises(InputError, match="MASTER_ADDR and MASTER_PORT not set: start"):
+            with session(torch.device("cpu"), {"WORLD_SIZE": "2", "RANK": "0"}):
+                pass
+        with session(torch.device("cpu"), {}) as ctx:  # not launched: nothing opened
+            assert not ctx.enabled and ctx.backend is None
 
     def test_each_rank_takes_its_consecutive_share(self):
         rows = np.arange(12).reshape(6, 2)
@@ -259,17 +271,15 @@ def runs(data, cue_dir, tmp_path_factory) -> tuple[Path, Path, subprocess.Comple
     base = tmp_path_factory.mktemp("runs")
     single = _train_single(data, base / "single", cue_dir)
     assert single.returncode == 0, single.stderr
-    cmd = [*torchrun(), "--standalone", "--nproc-per-node", "2", "-m", "instrument_seg"]
     args = ["train", "--data", str(data), "--out", str(base / "ddp")]
-    ddp = subprocess.run(
-        [*cmd, *args, *TINY, f"cues.cache_dir={cue_dir}"],
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT,
-        env=ENV,
-    )
+    ddp = _torchrun([*args, *TINY, f"cues.cache_dir={cue_dir}"])
     assert ddp.returncode == 0, ddp.stdout + ddp.stderr
     return base / "single", base / "ddp", ddp
+
+
+def _torchrun(args: list[str]) -> subprocess.CompletedProcess:
+    cmd = [*torchrun(), "--standalone", "--nproc-per-node", "2", "-m", "instrument_seg"]
+    return subprocess.run([*cmd, *args], capture_output=True, text=True, timeout=TIMEOUT, env=ENV)
 
 
 class TestTorchrun:
@@ -308,6 +318,18 @@ class TestTorchrun:
         assert float((diff <= 1e-6).double().mean()) >= 0.7
         state = ddp["optimizer"]["state"]
         assert all(float(s["step"]) == 4 for s in state.values())
+
+    def test_resumed_run_matches_an_uninterrupted_one(self, runs, data, cue_dir, tmp_path):
+        out = ["train", "--data", str(data), "--out", str(tmp_path / "resumed")]
+        settings = [*TINY, f"cues.cache_dir={cue_dir}"]
+        first = _torchrun([*out, *settings, "train.steps=2"])
+        assert first.returncode == 0, first.stderr
+        second = _torchrun([*out, "--resume", *settings, "train.steps=4"])
+        assert second.returncode == 0, second.stderr
+        assert json.loads((tmp_path / "resumed" / "summary.json").read_text())["resumed_from"] == 2
+        np.testing.assert_allclose(
+            _losses(tmp_path / "resumed"), _losses(runs[0]), atol=LOSS_ATOL, rtol=0
+        )
 
 
 class TestAgreedErrors:

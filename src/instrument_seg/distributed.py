@@ -82,7 +82,8 @@ class Distributed:
     local_rank: int = 0
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     backend: str | None = None
-    _control: Any = None  # gloo group for agreement and logging (long timeout)
+    _control: Any = None  # gloo group for agreement (long timeout: waits for preparation)
+    _step: Any = None  # gloo group for the per-step averages (default timeout)
     _sync: Any = None  # gloo group of the CPU SyncBatchNorm layers
 
     @property
@@ -191,7 +192,7 @@ class Distributed:
             return dict(parts)
         keys = list(parts)
         values = torch.tensor([float(parts[k]) for k in keys], dtype=torch.float64)
-        dist.all_reduce(values, group=self._control)
+        dist.all_reduce(values, group=self._step)
         return {k: float(v) / self.world_size for k, v in zip(keys, values.tolist(), strict=True)}
 
     def run_file(self, path: Path) -> Path:
@@ -241,13 +242,13 @@ def session(
     Raises:
         InputError: bad torchrun variables, or more processes on this machine than GPUs.
     """
-    ctx = from_env(environ)
+    env = os.environ if environ is None else environ
+    ctx = from_env(env)
     ctx.device = device
     if not ctx.enabled:
         yield ctx
         return
     if device.type == "cuda":
-        env = os.environ if environ is None else environ
         local_world = _env_int(env, "LOCAL_WORLD_SIZE", ctx.world_size)
         if local_world > torch.cuda.device_count():
             raise InputError(
@@ -259,11 +260,19 @@ def session(
         ctx.backend = "nccl"
     else:
         ctx.backend = "gloo"
+    # init_method env:// reads MASTER_ADDR / MASTER_PORT from os.environ
+    missing = [n for n in ("MASTER_ADDR", "MASTER_PORT") if not (env.get(n) or os.environ.get(n))]
+    if missing:
+        raise InputError(
+            f"WORLD_SIZE={ctx.world_size} but {' and '.join(missing)} not set: start "
+            "distributed training with torchrun"
+        )
     dist.init_process_group(
         ctx.backend, init_method="env://", world_size=ctx.world_size, rank=ctx.rank
     )
     try:
         ctx._control = dist.new_group(backend="gloo", timeout=PREPARE_TIMEOUT)
+        ctx._step = dist.new_group(backend="gloo")
         if ctx.device.type == "cpu":
             ctx._sync = dist.new_group(backend="gloo")
         yield ctx
