@@ -29,9 +29,10 @@ What a step does (``train._train`` calls the hooks marked ``ddp``):
   cue cache and the run's feature cache) while the others wait, then the others build their
   copy of the training set from those caches (:meth:`main_first`).
 - **One verdict on errors.** Each preparation step ends with every process telling the others
-  whether it failed (:meth:`agree`): a bad frame found by rank 0 stops every process with the
-  same sentence (``process 0 of 2 stopped: ...``) instead of leaving them waiting. A diverged
-  loss is seen by all processes at once because it is checked after averaging.
+  whether it failed (:meth:`agree`): a bad frame found by any process stops all of them (the
+  failed one with its own error, the others with :class:`PeerError`, ``process 1 of 2
+  stopped: ...``) instead of leaving them waiting, and rank 0 prints one of these sentences. A
+  diverged loss is seen by all processes at once because it is checked after averaging.
 """
 
 from __future__ import annotations
