@@ -160,6 +160,29 @@ class TestTrainEvaluatePredict:
         assert (tmp_path / "pred/seq_01/overlays/frame_0003.png").is_file()
 
 
+class TestAblate:
+    def test_table1_trains_and_scores_every_loss_variant(self, synth_data, tmp_path):
+        out = tmp_path / "t1"
+        proc = run("ablate", "--data", synth_data, "--out", out, "--table", "1",
+                   "train.steps=2", *TINY)  # fmt: skip
+        assert proc.stdout.splitlines()[-1].startswith("ablate: table 1, 4 variants; best ")
+        rows = json.loads((out / "table1.json").read_text())["rows"]
+        assert list(rows) == ["L_anc", "L_anc+L_fg", "L_anc+L_bg", "full"]
+        for name, row in rows.items():
+            assert row["iou"]["n"] == 8 and 0 <= row["iou"]["mean"] <= 1
+            assert (out / name / "checkpoint.pt").is_file()
+        lines = (out / "table1.md").read_text().splitlines()
+        assert lines[0].startswith("| loss |") and len(lines) == 2 + 4
+        config = (out / "L_anc" / "config.yaml").read_text()
+        assert "use_fg: false" in config and "use_bg: false" in config
+
+    def test_unknown_table(self, synth_data, tmp_path):
+        proc = run("ablate", "--data", synth_data, "--out", tmp_path / "t", "--table", "3",
+                   check=False)  # fmt: skip
+        assert proc.returncode == 2 and "invalid choice: 3" in proc.stderr
+        assert not (tmp_path / "t").exists()
+
+
 class TestBadInput:
     def test_missing_directory(self, tmp_path):
         proc = run("cues", "--data", tmp_path / "nope", "--json", tmp_path / "r.json", check=False)

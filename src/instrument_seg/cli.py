@@ -475,6 +475,15 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--out", required=True, type=Path, help="output directory")
             p.set_defaults(func=cmd_predict)
 
+    p = sub.add_parser("ablate", help="the paper's Table 1 (losses) or Table 2 (cues) in one go")
+    p.add_argument("--data", required=True, type=Path, help="labelled dataset to train and score")
+    p.add_argument("--out", required=True, type=Path, help="folder of the variants' runs")
+    p.add_argument("--table", required=True, type=int, choices=(1, 2), help="1: losses, 2: cues")
+    p.add_argument("--setting", default="ss", help="ss (single stage) or tt (train/test)")
+    p.add_argument("--fold", type=int, help="held-out fold for --setting tt")
+    add_config_args(p)
+    p.set_defaults(func=cmd_ablate)
+
     p = sub.add_parser("export", help="checkpoint -> verified ONNX (+ TensorRT engine)")
     p.add_argument("--model", required=True, type=Path, help="run directory or checkpoint")
     p.add_argument("--onnx", required=True, type=Path, help="ONNX file to write")
