@@ -376,12 +376,10 @@ def cmd_bag(args: argparse.Namespace) -> str:
     from instrument_seg.data import bags
 
     if args.extract is not None:
-        image_topic, gt_topic = args.image_topic, args.gt_topic
-        index = bags.BagIndex(args.extract, image_topic, gt_topic)  # checks before writing
-        with progress_bar(len(index), "extract") as bar:
-            dataset, out = bags.extract_bag(
-                args.extract, args.out, image_topic, gt_topic, progress=bar.update
-            )
+        dataset = bags.bag_dataset(args.extract, args.image_topic, args.gt_topic)
+        index = dataset.sequences[0].index  # the bag's topics, checked before writing
+        with progress_bar(len(dataset), "extract") as bar:
+            dataset, out = bags.extract_bag(dataset, args.out, progress=bar.update)
         index.close()
         gt = f"with ground truth from {index.gt_topic}" if dataset.has_masks else "no masks"
         return (

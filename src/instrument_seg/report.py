@@ -12,7 +12,8 @@ Conventions:
   **missed**; IoU / Dice mean ± std (population std) are over answered frames, like the offline
   evaluation over its frames;
 - **latency** is from the frame's publication (replay) or its receipt by the evaluating process
-  (listen) to the receipt of its mask, in ms; p50 / p95 / max / mean over answered frames;
+  (listen) to the receipt of its mask, in ms (the caller chooses the clock; the node uses the
+  RMW's reception timestamps); p50 / p95 / max / mean over answered frames;
 - **latency jitter** is the mean absolute difference of consecutive answered frames' latencies
   (the RFC 3550 inter-arrival jitter without smoothing); **publish lag** is how late frames were
   published against their schedule (paced replay only).
@@ -53,7 +54,10 @@ class FrameResult:
         iou, dice: scores of the answered mask (None when missed or unscorable).
         latency_ms: publication (or receipt) of the frame to receipt of its mask.
         status: ``answered``, ``missed`` or ``bad_mask`` (a mask of another size).
-        sent_at: monotonic time the frame was published / received (None if unknown).
+        sent_at: when the frame was published (replay) or received (listen), in seconds of the
+            clock the reception times use (the node: the system clock of the RMW's reception
+            stamps); None if unknown.
+        publish_lag_ms: how late the frame was published against its schedule (paced replay).
     """
 
     index: int
@@ -65,7 +69,8 @@ class FrameResult:
     latency_ms: float | None = None
     status: str = "pending"
     sent_at: float | None = None
-    scheduled_at: float | None = None
+    received_at: float | None = None
+    publish_lag_ms: float | None = None
     registered_at: float = 0.0
 
 
@@ -84,6 +89,7 @@ class StreamScorer:
         self._early_sent: OrderedDict[int, float] = OrderedDict()
         self._index: dict[int, FrameResult] = {}  # every registered stamp
         self.duplicates = 0
+        self.late = 0
         self.unknown = 0
         self.first_answer_at: float | None = None
         self.last_answer_at: float | None = None
@@ -97,10 +103,14 @@ class StreamScorer:
         sequence: str,
         frame: str,
         sent_at: float | None = None,
-        scheduled_at: float | None = None,
+        publish_lag_ms: float | None = None,
         now: float | None = None,
     ) -> FrameResult:
-        """Registers the ground truth (bool (H, W)) of the frame with header stamp ``stamp``."""
+        """Registers the ground truth (bool (H, W)) of the frame with header stamp ``stamp``.
+
+        ``now`` (monotonic, default: now) is the registration time :meth:`expire` compares
+        with; ``sent_at`` and the ``received_at`` of :meth:`answer` share another clock.
+        """
         now = time.monotonic() if now is None else now
         with self._cond:
             if stamp in self._index:
@@ -112,7 +122,7 @@ class StreamScorer:
                 sequence,
                 frame,
                 sent_at=sent_at,
-                scheduled_at=scheduled_at,
+                publish_lag_ms=publish_lag_ms,
                 registered_at=now,
             )
             if result.sent_at is None:
@@ -126,26 +136,32 @@ class StreamScorer:
             return result
 
     def sent(self, stamp: int, at: float) -> None:
-        """The frame with ``stamp`` was published (or received) at monotonic time ``at``."""
+        """The frame with ``stamp`` was published (or received) at time ``at`` (the clock of
+        ``received_at``)."""
         with self._cond:
-            entry = self._pending.get(stamp)
-            if entry is not None:
-                if entry[0].sent_at is None:
-                    entry[0].sent_at = at
-            elif stamp not in self._early_sent and stamp not in self._index:
+            result = self._index.get(stamp)
+            if result is not None:
+                if result.sent_at is None:
+                    result.sent_at = at
+                    if result.received_at is not None:  # its mask was handled first
+                        result.latency_ms = 1000.0 * (result.received_at - at)
+            elif stamp not in self._early_sent:
                 self._early_sent[stamp] = at
                 while len(self._early_sent) > MAX_EARLY_MASKS:
                     self._early_sent.popitem(last=False)
 
     def answer(self, stamp: int, mask: np.ndarray, received_at: float | None = None) -> bool:
         """A predicted mask ((H, W), non-zero = instrument) arrived; True if it scored a frame."""
-        received_at = time.monotonic() if received_at is None else received_at
+        received_at = time.time() if received_at is None else received_at
         with self._cond:
             if stamp in self._pending:
                 self._score(stamp, mask, received_at)
                 return True
             if stamp in self._index:
-                self.duplicates += 1  # a second mask for a frame already scored or expired
+                if self._index[stamp].status == "missed":
+                    self.late += 1  # arrived after mask_timeout: the frame stays missed
+                else:
+                    self.duplicates += 1  # a second mask for a frame already scored
                 return False
             self._early_masks[stamp] = (np.asarray(mask) > 0, received_at)
             while len(self._early_masks) > MAX_EARLY_MASKS:
@@ -161,6 +177,7 @@ class StreamScorer:
         else:
             result.iou, result.dice = iou(pred, gt), dice(pred, gt)
             result.status = "answered"
+        result.received_at = received_at
         if result.sent_at is not None:
             result.latency_ms = 1000.0 * (received_at - result.sent_at)
         if self.first_answer_at is None:
@@ -257,11 +274,7 @@ def build_report(
     """
     answered = [r for r in results if r.status == "answered"]
     latencies = [r.latency_ms for r in answered if r.latency_ms is not None]
-    lags = [
-        1000.0 * (r.sent_at - r.scheduled_at)
-        for r in results
-        if r.sent_at is not None and r.scheduled_at is not None
-    ]
+    lags = [r.publish_lag_ms for r in results if r.publish_lag_ms is not None]
     report: dict[str, Any] = {
         "settings": dict(settings),
         "frames_total": len(results),
@@ -374,7 +387,8 @@ def markdown(report: Mapping[str, Any], max_rows: int = 200) -> str:
         "",
         "## Timing",
         "",
-        "Latency: frame published (replay) or received (listen) to its mask received, in ms.",
+        "Latency: frame published (replay) or received (listen) to its mask received (RMW "
+        "reception times), in ms.",
         "",
         "| latency p50 | p95 | max | mean | jitter | publish lag p95 | output rate (Hz) |",
         "| --- | --- | --- | --- | --- | --- | --- |",

@@ -210,7 +210,8 @@ class TestListen:
                 ),
                 rh.STARTUP_TIMEOUT,
             ), node.output()
-            time.sleep(1.0)  # the node's mask subscription matches the segmentation node
+            # the node's mask subscription has matched the segmentation node's publisher
+            assert node.wait_for_output(f"ready: a segmentation node publishes {NS}/mask", 30)
             stamps = {}
             for seq in open_bag(bag):
                 for i in range(len(seq)):

@@ -766,7 +766,7 @@ def write_bag(
 
 
 def extract_bag(
-    path: str | Path,
+    source: str | Path | Dataset,
     out: str | Path,
     image_topic: str | None = None,
     gt_topic: str | None = None,
@@ -775,6 +775,13 @@ def extract_bag(
     """Writes a bag as the generic layout ``out/<sequence>/{images,masks}/<frame>.png``.
 
     Everything goes to a hidden sibling directory first, renamed to ``out`` at the end.
+
+    Args:
+        source: the bag's path, or the bag already opened with :func:`bag_dataset` (then
+            ``image_topic`` and ``gt_topic`` are not used).
+        out: directory to create (it may exist only if empty).
+        image_topic, gt_topic: as for :func:`open_bag`.
+        progress: called once per frame written.
 
     Returns:
         The bag as a dataset, and ``out``.
@@ -790,7 +797,10 @@ def extract_bag(
         raise InputError(f"output path {out} exists and is not a directory")
     if not out.parent.is_dir():
         raise InputError(f"cannot write {out}: directory {out.parent} does not exist")
-    dataset = bag_dataset(path, image_topic, gt_topic)
+    if isinstance(source, Dataset):
+        dataset = source
+    else:
+        dataset = bag_dataset(source, image_topic, gt_topic)
     tmp = _hidden_sibling(out)
     shutil.rmtree(tmp, ignore_errors=True)
     try:

@@ -40,6 +40,7 @@ from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.exceptions import ParameterException
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
+from rclpy.subscription import MessageInfo
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 
@@ -185,6 +186,13 @@ def settings_from(values: dict[str, Any]) -> Settings:
     )
 
 
+def reception_time(info: MessageInfo) -> float:
+    """When the RMW received a message (system clock, s): independent of when the executor got
+    to its callback; the current time where the RMW gives none."""
+    received = int(info.get("received_timestamp") or 0)
+    return received / 1e9 if received > 0 else time.time()
+
+
 def stamp_ns(header: Header) -> int:
     """A header's stamp in integer nanoseconds (the pairing key)."""
     return int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec)
@@ -247,8 +255,8 @@ class EvaluationNode(Node):
 
     # --- callbacks (executor thread) -------------------------------------------------------
 
-    def _on_mask(self, msg: Image) -> None:
-        received_at = time.monotonic()
+    def _on_mask(self, msg: Image, info: MessageInfo) -> None:
+        received_at = reception_time(info)
         try:
             mask = image_to_array(msg)
         except ImageFormatError as exc:
@@ -276,8 +284,8 @@ class EvaluationNode(Node):
         self.scorer.expect(stamp, gt > 0, "stream", name, now=now)
         self._last_gt_at = now
 
-    def _on_image(self, msg: Image) -> None:
-        self.scorer.sent(stamp_ns(msg.header), time.monotonic())
+    def _on_image(self, msg: Image, info: MessageInfo) -> None:
+        self.scorer.sent(stamp_ns(msg.header), reception_time(info))
 
     def _on_diagnostics(self, msg: DiagnosticArray) -> None:
         for status in msg.status:
@@ -285,7 +293,7 @@ class EvaluationNode(Node):
                 with self._diag_lock:
                     self._diagnostics = {"name": status.name, "message": status.message}
                     self._diagnostics.update({kv.key: kv.value for kv in status.values})
-                    self._diagnostics_at = time.monotonic()
+                    self._diagnostics_at = time.time()
 
     # --- run (main thread) -----------------------------------------------------------------
 
@@ -347,7 +355,7 @@ class EvaluationNode(Node):
         raise NoAnswer(
             f"no segmentation node answered within {s.startup_timeout:g} s: "
             f"{' and '.join(missing)} (start segmentation_node in this namespace, or remap "
-            "image and mask)"
+            "image and mask; the qos parameters must match)"
         )
 
     def _replay(self) -> dict[str, Any]:
@@ -392,13 +400,14 @@ class EvaluationNode(Node):
             if scheduled is not None:
                 self._sleep(scheduled - time.monotonic())
             self._check_alive()
-            sent_at = time.monotonic()
+            published = time.monotonic()
+            lag = None if scheduled is None else 1000.0 * (published - scheduled)
             result = self.scorer.expect(
-                stamp, gt, seq.name, seq.frame_name(i), sent_at, scheduled, now=sent_at
+                stamp, gt, seq.name, seq.frame_name(i), time.time(), lag, now=published
             )
             self._image_pub.publish(msg)
             if s.pace == "lockstep":
-                resent += self._await_lockstep(result.stamp, msg, k, sent_at)
+                resent += self._await_lockstep(result.stamp, msg, k, published)
             elif time.monotonic() - last_expire > 1.0:
                 self.scorer.expire(time.monotonic() - s.mask_timeout)
                 last_expire = time.monotonic()
@@ -472,8 +481,12 @@ class EvaluationNode(Node):
             f"masks on {mask_topic}"
         )
         deadline = time.monotonic() + s.startup_timeout
+        announced = False
         while self._last_gt_at is None:
             self._check_alive()
+            if not announced and self._mask_sub.get_publisher_count():
+                announced = True  # a player started from now on loses no mask to discovery
+                self.get_logger().info(f"ready: a segmentation node publishes {mask_topic}")
             if time.monotonic() > deadline:
                 raise NoAnswer(
                     f"no ground truth arrived on {gt_topic} within {s.startup_timeout:g} s "
@@ -519,6 +532,7 @@ class EvaluationNode(Node):
             "duration_s": duration,
             "output_rate_hz": (len(answered) - 1) / span if span > 0 else None,
             "duplicate_masks": scorer.duplicates,
+            "late_masks": scorer.late,
             "unmatched_masks": scorer.unknown,
             "unreadable_masks": self._bad_masks,
             "segmentation_node": diagnostics,
