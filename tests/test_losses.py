@@ -110,11 +110,43 @@ class TestPoolFgBg:
         feats = torch.randn(2, 5, 4, 6)
         up = F.interpolate(feats, size=(16, 24), mode="nearest")
         for weighted in (True, False):
-            small = pool_fg_bg(p, feats, weighted, l2_normalize=False)
+            small = pool_fg_bg(p, feats, weighted, l2_normalize=False, upsampling="nearest")
             full = pool_fg_bg(p, up, weighted, l2_normalize=False)
             scale = 1.0 if weighted else 16.0  # each feature cell covers 4x4 prediction pixels
             for a, b in zip(small, full, strict=True):
                 torch.testing.assert_close(a * scale, b, rtol=1e-4, atol=1e-4)
+
+    @pytest.mark.parametrize("l2", [True, False])
+    def test_bilinear_equals_bilinearly_upsampled_features(self, l2: bool) -> None:
+        """The transposed-interpolation pooling == pooling explicitly upsampled features."""
+        torch.manual_seed(1)
+        p = torch.rand(2, 1, 16, 24, dtype=torch.float64)
+        feats = torch.rand(2, 5, 4, 6, dtype=torch.float64)
+        f = l2_normalize_pixels(feats) if l2 else feats
+        up = F.interpolate(f, size=(16, 24), mode="bilinear", align_corners=False)
+        for weighted in (True, False):
+            small = pool_fg_bg(p, feats, weighted, l2_normalize=l2)
+            full = pool_fg_bg(p, up, weighted, l2_normalize=False)
+            scale = 1.0 if weighted else 16.0
+            for a, b in zip(small, full, strict=True):
+                torch.testing.assert_close(a * scale, b, rtol=1e-6, atol=1e-7)
+
+    def test_bilinear_gradient_varies_inside_a_feature_cell(self) -> None:
+        """Nearest pooling pushes a whole 8x8 cell alike; bilinear does not (smoother masks)."""
+        torch.manual_seed(2)
+        feats = torch.rand(1, 4, 2, 2) + 0.1
+        grads = {}
+        for mode in ("nearest", "bilinear"):
+            p = torch.linspace(0.1, 0.9, 256).view(1, 1, 16, 16).requires_grad_()
+            fg, bg = pool_fg_bg(p, feats, upsampling=mode)
+            F.cosine_similarity(fg, bg).sum().backward()
+            grads[mode] = p.grad[0, 0, :8, :8]
+        assert torch.allclose(grads["nearest"], grads["nearest"][0, 0].expand(8, 8))
+        assert grads["bilinear"].std() > 0.1 * grads["bilinear"].abs().mean()
+
+    def test_unknown_upsampling(self) -> None:
+        with pytest.raises(InputError, match="unknown upsampling 'cubic'"):
+            pool_fg_bg(torch.rand(1, 1, 8, 8), torch.rand(1, 3, 4, 4), upsampling="cubic")
 
     def test_every_prediction_pixel_gets_gradient(self) -> None:
         z = torch.zeros(1, 1, 32, 32, requires_grad=True)

@@ -25,6 +25,7 @@ feature pixel over channels (``featureL2Norm`` in its ``feature_extraction.py``)
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import torch
@@ -153,26 +154,58 @@ def l2_normalize_pixels(feats: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
     return feats / torch.sqrt(feats.pow(2).sum(dim=1, keepdim=True) + eps)
 
 
+UPSAMPLINGS = ("bilinear", "nearest")
+
+
+@functools.lru_cache(maxsize=32)
+def _bilinear_matrix(out_len: int, in_len: int) -> torch.Tensor:
+    """(out_len, in_len) matrix of 1-D bilinear upsampling (``align_corners=False``)."""
+    eye = torch.eye(in_len, dtype=torch.float64).view(1, 1, in_len, in_len)
+    up = F.interpolate(eye, size=(out_len, in_len), mode="bilinear", align_corners=False)
+    return up[0, 0]
+
+
+def _pool_weights(p: torch.Tensor, size: tuple[int, int], upsampling: str) -> torch.Tensor:
+    """``p`` (B, 1, H, W) carried to the feature grid ``size`` = (h, w), scaled to a mean.
+
+    ``sum_i p_i Up(F)_i = k * sum_c q_c F_c`` with ``k = H W / (h w)`` for the returned ``q``,
+    where ``Up`` upsamples the features to the prediction size (bilinear or nearest).
+    """
+    if tuple(p.shape[-2:]) == size:
+        return p
+    if p.shape[-2] < size[0] or p.shape[-1] < size[1]:
+        return F.interpolate(p, size=size, mode="bilinear", align_corners=False)
+    if upsampling == "nearest":
+        return F.adaptive_avg_pool2d(p, size)
+    a_h = _bilinear_matrix(p.shape[-2], size[0]).to(p.device, p.dtype)
+    a_w = _bilinear_matrix(p.shape[-1], size[1]).to(p.device, p.dtype)
+    k = p.shape[-2] * p.shape[-1] / (size[0] * size[1])
+    return torch.einsum("Hh,bcHW,Ww->bchw", a_h, p, a_w) / k
+
+
 def pool_fg_bg(
     p: torch.Tensor,
     feats: torch.Tensor,
     weighted_mean: bool = True,
     l2_normalize: bool = True,
+    upsampling: str = "bilinear",
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Pools features with the predicted foreground and background (Eq. 2).
 
     ``f_fg = sum_i p_i F_i`` and ``f_bg = sum_i (1 - p_i) F_i``, or the same divided by the mass
     (``sum_i p_i``, ``sum_i (1 - p_i)``) when ``weighted_mean`` is set.
 
-    Resolution: the paper upsamples the features to the prediction size. Here ``p`` is instead
-    reduced to the feature grid by area averaging (``adaptive_avg_pool2d``), which is *exactly*
-    the paper's pooling with features upsampled by nearest neighbour: every feature cell ``c``
-    covers ``k`` prediction pixels, so ``sum_i p_i F_up(i) = k * sum_c mean_{i in c}(p_i) F_c``.
-    The weighted mean is identical; the sum differs by the constant ``k``. Bilinear/bicubic
-    feature upsampling (the official code) differs from this only by interpolation, and the
-    cost drops from O(C H W) to O(C h w) with h w = H W / 256 for VGG16 relu5_3. Unlike
-    bilinear *downsampling* of ``p``, area averaging lets every prediction pixel receive
-    gradient. If ``p`` is coarser than ``feats``, ``p`` is upsampled bilinearly instead.
+    Resolution: the paper upsamples the features to the prediction size; so does this, without
+    ever building the upsampled (B, C, H, W) tensor. Upsampling is linear, ``Up(F) = A_h F
+    A_w^T`` per channel, so ``sum_i p_i Up(F)_i = sum_c (A_h^T p A_w)_c F_c``: ``p`` is carried
+    to the feature grid by the transposed interpolation (two small matrix products), which is
+    exact and costs O(C h w) instead of O(C H W) (h w = H W / 256 for VGG16 relu5_3).
+    ``upsampling="bilinear"`` (official code) gives every prediction pixel a smoothly varying
+    gradient; ``"nearest"`` reduces ``p`` by area averaging (``adaptive_avg_pool2d``), whose
+    gradient is constant over each 16 x 16 feature cell and trained visibly blocky masks on real
+    frames (docs/results.md). The weighted mean does not depend on the scale of ``q``; the sum
+    is ``1 / k`` of the paper's, ``k = H W / (h w)``. If ``p`` is coarser than ``feats``, ``p``
+    is upsampled bilinearly instead.
 
     Note that the cosine similarity used on the pools is scale-invariant, so the sum and the
     weighted mean give the same :func:`semantic_diffusion` value and gradient (up to ``eps``).
@@ -182,6 +215,7 @@ def pool_fg_bg(
         feats: (B, C, h, w) frozen features (e.g. VGG16 relu5_3).
         weighted_mean: Divide by the mass (official code) instead of summing (paper).
         l2_normalize: L2-normalise each feature pixel over channels first (official code).
+        upsampling: ``"bilinear"`` or ``"nearest"`` upsampling of the features (see above).
 
     Returns:
         ``(f_fg, f_bg)``, each (B, C).
@@ -192,15 +226,10 @@ def pool_fg_bg(
         raise InputError(
             f"feats has batch size {feats.shape[0]} but p has {p.shape[0]} ({tuple(p.shape)})."
         )
+    if upsampling not in UPSAMPLINGS:
+        raise InputError(f"unknown upsampling '{upsampling}' (valid: {', '.join(UPSAMPLINGS)})")
     f = l2_normalize_pixels(feats) if l2_normalize else feats
-    size = tuple(feats.shape[-2:])
-    if tuple(p.shape[-2:]) == size:
-        q = p
-    elif p.shape[-2] >= size[0] and p.shape[-1] >= size[1]:
-        q = F.adaptive_avg_pool2d(p, size)
-    else:
-        q = F.interpolate(p, size=size, mode="bilinear", align_corners=False)
-    q = q.to(f.dtype)
+    q = _pool_weights(p, tuple(feats.shape[-2:]), upsampling).to(f.dtype)
     f_fg = (q * f).sum(dim=(2, 3))
     f_bg = ((1.0 - q) * f).sum(dim=(2, 3))
     if weighted_mean:
@@ -284,6 +313,7 @@ def full_loss(
     use_bg: bool = True,
     weighted_mean: bool = True,
     l2_normalize: bool = True,
+    upsampling: str = "bilinear",
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """Eq. 5: ``L_anc(t) + L_anc(t+1) + w_fg * L_fg + w_bg * L_bg``.
 
@@ -311,6 +341,7 @@ def full_loss(
         use_bg: Include ``L_bg``.
         weighted_mean: Pool with the mass-normalised mean (see :func:`pool_fg_bg`).
         l2_normalize: L2-normalise feature pixels before pooling (official code).
+        upsampling: Feature upsampling of the pooling (see :func:`pool_fg_bg`).
 
     Returns:
         ``(total, parts)``: the scalar loss and ``{"anc_t", "anc_t1", "fg", "bg", "total"}`` as
@@ -332,8 +363,9 @@ def full_loss(
                 f"feats_t1 has shape {tuple(feats_t1.shape)} but feats_t has "
                 f"{tuple(feats_t.shape)}."
             )
-        fg_t, bg_t = pool_fg_bg(torch.sigmoid(z_t), feats_t, weighted_mean, l2_normalize)
-        fg_t1, bg_t1 = pool_fg_bg(torch.sigmoid(z_t1), feats_t1, weighted_mean, l2_normalize)
+        pool = {"weighted_mean": weighted_mean, "l2_normalize": l2_normalize}
+        fg_t, bg_t = pool_fg_bg(torch.sigmoid(z_t), feats_t, **pool, upsampling=upsampling)
+        fg_t1, bg_t1 = pool_fg_bg(torch.sigmoid(z_t1), feats_t1, **pool, upsampling=upsampling)
         l_fg, l_bg = semantic_diffusion(
             fg_t, bg_t, fg_t1, bg_t1, m_fg=m_fg, m_bg=m_bg, form=diffusion_form
         )
@@ -414,6 +446,7 @@ class SemanticDiffusionLoss(nn.Module):
         weights: Sequence[float] = (1.0, 1.0),
         weighted_mean: bool = True,
         l2_normalize: bool = True,
+        upsampling: str = "bilinear",
     ) -> None:
         """Builds the loss.
 
@@ -423,24 +456,33 @@ class SemanticDiffusionLoss(nn.Module):
             weights: (w_fg, w_bg); the official config uses (0.5, 2).
             weighted_mean: Mass-normalised pooling (see :func:`pool_fg_bg`).
             l2_normalize: L2-normalise feature pixels before pooling.
+            upsampling: ``"bilinear"`` or ``"nearest"`` (see :func:`pool_fg_bg`).
         """
         super().__init__()
+        if upsampling not in UPSAMPLINGS:
+            raise InputError(
+                f"unknown upsampling '{upsampling}' (valid: {', '.join(UPSAMPLINGS)})"
+            )
         pair = _pair("margins", margins)
         self.form = form
         self.m_fg, self.m_bg = _form_margins(form, *(pair or (None, None)))
         self.w_fg, self.w_bg = _pair("weights", weights) or (1.0, 1.0)
         self.weighted_mean = bool(weighted_mean)
         self.l2_normalize = bool(l2_normalize)
+        self.upsampling = upsampling
 
     def parts(
         self, z_t: torch.Tensor, z_t1: torch.Tensor, feats_t: torch.Tensor, feats_t1: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Returns the unweighted ``(L_fg, L_bg)`` scalars."""
         _check_same("z_t", z_t, z_t1=z_t1)
-        fg_t, bg_t = pool_fg_bg(torch.sigmoid(z_t), feats_t, self.weighted_mean, self.l2_normalize)
-        fg_t1, bg_t1 = pool_fg_bg(
-            torch.sigmoid(z_t1), feats_t1, self.weighted_mean, self.l2_normalize
-        )
+        pool = {
+            "weighted_mean": self.weighted_mean,
+            "l2_normalize": self.l2_normalize,
+            "upsampling": self.upsampling,
+        }
+        fg_t, bg_t = pool_fg_bg(torch.sigmoid(z_t), feats_t, **pool)
+        fg_t1, bg_t1 = pool_fg_bg(torch.sigmoid(z_t1), feats_t1, **pool)
         return semantic_diffusion(fg_t, bg_t, fg_t1, bg_t1, self.m_fg, self.m_bg, self.form)
 
     def forward(
@@ -454,7 +496,7 @@ class SemanticDiffusionLoss(nn.Module):
         return (
             f"form={self.form!r}, margins=({self.m_fg}, {self.m_bg}), "
             f"weights=({self.w_fg}, {self.w_bg}), weighted_mean={self.weighted_mean}, "
-            f"l2_normalize={self.l2_normalize}"
+            f"l2_normalize={self.l2_normalize}, upsampling={self.upsampling!r}"
         )
 
 
@@ -477,6 +519,7 @@ class AGSDLoss(nn.Module):
         l2_normalize: bool = True,
         use_fg: bool = True,
         use_bg: bool = True,
+        upsampling: str = "bilinear",
     ) -> None:
         """Builds the loss.
 
@@ -491,11 +534,12 @@ class AGSDLoss(nn.Module):
             l2_normalize: L2-normalise feature pixels before pooling.
             use_fg: Include ``L_fg`` (Table-1 ablation switch).
             use_bg: Include ``L_bg`` (Table-1 ablation switch).
+            upsampling: Feature upsampling of the pooling (see :func:`pool_fg_bg`).
         """
         super().__init__()
         self.anchor = AnchorLoss(anchor_form, w_pos, w_neg)
         self.diffusion = SemanticDiffusionLoss(
-            diffusion_form, margins, weights, weighted_mean, l2_normalize
+            diffusion_form, margins, weights, weighted_mean, l2_normalize, upsampling
         )
         self.use_fg = bool(use_fg)
         self.use_bg = bool(use_bg)
@@ -543,4 +587,5 @@ class AGSDLoss(nn.Module):
             use_bg=self.use_bg,
             weighted_mean=d.weighted_mean,
             l2_normalize=d.l2_normalize,
+            upsampling=d.upsampling,
         )

@@ -82,6 +82,7 @@ def dataset_cues(
         dict(
             names=names,
             objectness_method=cue_cfg["objectness"]["method"],
+            color_scale=cue_cfg["color"]["scale"],
             still_images=still,
             still_sigma=float(cue_cfg["location"]["still_sigma"]),
             seed=int(config["seed"]),

@@ -208,6 +208,7 @@ def build_loss(config: Mapping[str, Any]) -> AGSDLoss:
         l2_normalize=bool(c["l2_normalize"]),
         use_fg=bool(c["use_fg"]),
         use_bg=bool(c["use_bg"]),
+        upsampling=c["upsampling"],
     )
 
 

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from inference.support import one_sentence
+from instrument_seg.config import load_config
 from instrument_seg.errors import InputError
 from instrument_seg.inference.contract import ModelContract
 from instrument_seg.inference.preprocess import (
@@ -119,12 +120,17 @@ class TestContract:
             setting="tt",
             fold=1,
             test_sequences=("seq_01",),
-            config={"seed": 3},
+            config=load_config(overrides=["seed=3"]),
             precision="fp16",
         )
         metadata = contract.to_metadata()
         assert all(isinstance(v, str) for v in metadata.values())
         assert ModelContract.from_metadata(metadata, "m.onnx") == contract
+
+    def test_config_of_an_older_version_is_completed(self):
+        old = ModelContract(**{**CONTRACT.__dict__, "config": {"seed": 3, "gone": 1}})
+        back = ModelContract.from_metadata(old.to_metadata(), "old.onnx")
+        assert back.config == load_config(overrides=["seed=3"])
 
     def test_foreign_metadata(self):
         with pytest.raises(InputError) as exc:
