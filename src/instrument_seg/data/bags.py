@@ -46,6 +46,13 @@ import yaml
 
 from instrument_seg.data.base import Dataset, Sequence
 from instrument_seg.errors import InputError
+from instrument_seg.imagemsg import (
+    ENCODINGS,
+    INPUT_ENCODINGS,
+    ImageFormatError,
+    image_to_array,
+    image_to_rgb8,
+)
 
 IMAGE_TYPE = "sensor_msgs/msg/Image"
 COMPRESSED_TYPE = "sensor_msgs/msg/CompressedImage"
@@ -61,19 +68,8 @@ BAG_FILE_SUFFIXES = (".mcap", ".db3")
 META_PREFIX = "instrument_seg."
 META_FORMAT = "1"
 
-# encoding -> (dtype kind + size, channels)
-_ENCODINGS: dict[str, tuple[str, int]] = {
-    "rgb8": ("u1", 3),
-    "bgr8": ("u1", 3),
-    "rgba8": ("u1", 4),
-    "bgra8": ("u1", 4),
-    "mono8": ("u1", 1),
-    "mono16": ("u2", 1),
-    "8UC1": ("u1", 1),
-    "16UC1": ("u2", 1),
-}
-FRAME_ENCODINGS = ("rgb8", "bgr8", "rgba8", "bgra8", "mono8", "mono16")
-MASK_ENCODINGS = tuple(_ENCODINGS)
+FRAME_ENCODINGS = INPUT_ENCODINGS
+MASK_ENCODINGS = tuple(e for e in ENCODINGS if e != "32FC1")
 
 
 def _typestore():
@@ -164,20 +160,15 @@ def describe_topics(topics: list[TopicInfo]) -> str:
 
 def _pixels(msg: Any, where: str) -> np.ndarray:
     """(H, W) or (H, W, C) view of an uncompressed Image message's data."""
-    encoding = msg.encoding
-    if encoding not in _ENCODINGS:
+    if msg.encoding not in MASK_ENCODINGS:
         raise InputError(
-            f"{where} has unsupported encoding '{encoding}' (supported: {', '.join(_ENCODINGS)})"
+            f"{where} has unsupported encoding '{msg.encoding}' "
+            f"(supported: {', '.join(MASK_ENCODINGS)})"
         )
-    kind, channels = _ENCODINGS[encoding]
-    dtype = np.dtype(kind).newbyteorder(">" if msg.is_bigendian else "<")
-    h, w, step = int(msg.height), int(msg.width), int(msg.step)
-    row = w * channels * dtype.itemsize
-    data = np.asarray(msg.data, np.uint8)
-    if h == 0 or w == 0 or step < row or data.size != step * h:
-        raise InputError(f"{where} is malformed ({w}x{h}, step {step}, {data.size} bytes of data)")
-    pixels = data.reshape(h, step)[:, :row].view(dtype)
-    return pixels.reshape(h, w, channels) if channels > 1 else pixels
+    try:
+        return image_to_array(msg)
+    except ImageFormatError as exc:
+        raise InputError(f"{where} is malformed ({exc})") from exc
 
 
 def _decode_compressed(msg: Any, flags: int, where: str) -> np.ndarray:
@@ -207,14 +198,8 @@ def decode_frame(msg: Any, msgtype: str, where: str) -> np.ndarray:
             f"{where} has encoding '{msg.encoding}', not a camera image "
             f"(supported: {', '.join(FRAME_ENCODINGS)})"
         )
-    pixels = _pixels(msg, where)
-    encoding = msg.encoding
-    if encoding == "mono16":
-        pixels = np.rint(pixels * (255.0 / 65535.0)).astype(np.uint8)
-    if pixels.ndim == 2:
-        return np.ascontiguousarray(np.repeat(pixels[..., None], 3, axis=2))
-    order = {"rgb8": [0, 1, 2], "rgba8": [0, 1, 2], "bgr8": [2, 1, 0], "bgra8": [2, 1, 0]}
-    return np.ascontiguousarray(pixels[..., order[encoding]])
+    _pixels(msg, where)  # checks the layout, with the message's whereabouts in the error
+    return np.ascontiguousarray(image_to_rgb8(msg))
 
 
 def decode_mask(msg: Any, msgtype: str, where: str) -> np.ndarray:
@@ -399,7 +384,8 @@ class BagIndex:
                     )
                 )
                 if not compressed:
-                    encodings = FRAME_ENCODINGS if conn.topic == self.image_topic else _ENCODINGS
+                    frames = conn.topic == self.image_topic
+                    encodings = FRAME_ENCODINGS if frames else MASK_ENCODINGS
                     if msg.encoding not in encodings:
                         raise InputError(
                             f"topic {conn.topic} in bag {self.path} has encoding "
