@@ -23,7 +23,7 @@ $(VENV)/.installed: setup.py setup.cfg pyproject.toml
 # Training settings: config/demo.yaml. Report and figures: $(DEMO)/ros_eval/.
 demo: setup
 	rm -rf $(DEMO)
-	$(BIN)/instrument-seg synth --out $(DEMO)/data --sequences 2 --frames 12 --size 256x320 --seed 0
+	$(BIN)/instrument-seg synth --out $(DEMO)/data --sequences 4 --frames 24 --size 256x320 --seed 1
 	$(BIN)/instrument-seg cues --data $(DEMO)/data --json $(DEMO)/cues.json --figures $(DEMO)/figures
 	$(BIN)/instrument-seg train --data $(DEMO)/data --out $(DEMO)/run --config config/demo.yaml
 	$(BIN)/instrument-seg export --model $(DEMO)/run --onnx $(DEMO)/model.onnx
