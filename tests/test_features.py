@@ -244,7 +244,7 @@ class TestExtractAndCache:
         frame = np.zeros((64, 80, 3), np.uint8)
         with pytest.raises(InputError, match="uint8"):
             extract_features(vgg, frame.astype(np.float32), (64, 80))
-        with pytest.raises(InputError, match="uint8"):
+        with pytest.raises(InputError, match=r"shape \(64, 80\); expected \(H, W, 3\)"):
             extract_features(vgg, frame[..., 0], (64, 80))
         with pytest.raises(InputError, match=r"\(64, 70\)"):
             extract_features(vgg, frame, (64, 70))

@@ -12,19 +12,10 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-from instrument_seg.errors import InputError
+from instrument_seg.errors import InputError, check_rgb
 from instrument_seg.objectness import objectness_map
 
 CUE_NAMES = ("color", "objectness", "location")
-
-
-def check_rgb(rgb: np.ndarray, what: str = "image") -> None:
-    """Raises InputError unless ``rgb`` is a non-empty uint8 (H, W, 3) array."""
-    if not isinstance(rgb, np.ndarray) or rgb.dtype != np.uint8:
-        kind = getattr(rgb, "dtype", type(rgb).__name__)
-        raise InputError(f"{what} must be a uint8 array, got {kind}")
-    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.shape[0] == 0 or rgb.shape[1] == 0:
-        raise InputError(f"{what} must have shape (H, W, 3), got {rgb.shape}")
 
 
 COLOR_SCALES = ("fixed", "frame")

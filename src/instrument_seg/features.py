@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from instrument_seg.errors import InputError
+from instrument_seg.errors import InputError, check_rgb
 
 #: VGG16 conv layers up to conv5_3: (name, in_channels, out_channels); a pool follows *_2/3 of
 #: blocks 1-4 (see :data:`_POOL_AFTER`).
@@ -382,21 +382,6 @@ class VGG16Features(nn.Module):
 # --------------------------------------------------------------------------------------------
 
 
-def _check_frame(rgb_uint8: np.ndarray) -> None:
-    if (
-        not isinstance(rgb_uint8, np.ndarray)
-        or rgb_uint8.dtype != np.uint8
-        or rgb_uint8.ndim != 3
-        or rgb_uint8.shape[2] != 3
-    ):
-        desc = (
-            f"{rgb_uint8.dtype} {rgb_uint8.shape}"
-            if isinstance(rgb_uint8, np.ndarray)
-            else type(rgb_uint8).__name__
-        )
-        raise InputError(f"a frame must be an (H, W, 3) uint8 RGB array, got {desc}.")
-
-
 def _check_size(size: tuple[int, int]) -> tuple[int, int]:
     if len(size) != 2 or any(int(s) <= 0 or int(s) % STRIDE for s in size):
         raise InputError(f"feature input size {tuple(size)} must be two positive multiples of 16.")
@@ -419,7 +404,7 @@ def extract_features(
     Raises:
         InputError: Bad frame or size.
     """
-    _check_frame(rgb_uint8)
+    check_rgb(rgb_uint8, "frame")
     h, w = _check_size(size)
     frame = rgb_uint8
     if frame.shape[:2] != (h, w):
@@ -476,7 +461,7 @@ class FeatureCache:
 
     def key(self, rgb_uint8: np.ndarray) -> str:
         """Returns the cache key of a frame (hex sha1)."""
-        _check_frame(rgb_uint8)
+        check_rgb(rgb_uint8, "frame")
         digest = hashlib.sha1()
         digest.update(repr(rgb_uint8.shape).encode())
         digest.update(np.ascontiguousarray(rgb_uint8).tobytes())

@@ -40,6 +40,7 @@ import numpy as np
 from scipy.stats import rankdata
 
 from instrument_seg.errors import InputError
+from instrument_seg.errors import check_rgb as _check_rgb
 
 __all__ = [
     "ALEXE_CUES",
@@ -106,14 +107,7 @@ def objectness_map(
 
 def check_rgb(rgb: object) -> None:
     """Raise InputError unless ``rgb`` is a uint8 (H, W, 3) array with H, W >= 16."""
-    if not isinstance(rgb, np.ndarray):
-        raise InputError(f"Objectness needs a numpy RGB image, got {type(rgb).__name__}.")
-    if rgb.dtype != np.uint8:
-        raise InputError(f"Objectness needs a uint8 RGB image, got dtype {rgb.dtype}.")
-    if rgb.ndim != 3 or rgb.shape[2] != 3:
-        raise InputError(f"Objectness needs an (H, W, 3) RGB image, got shape {rgb.shape}.")
-    if min(rgb.shape[:2]) < _MIN_SIDE:
-        raise InputError(f"Objectness needs an image of at least 16x16 pixels, got {rgb.shape}.")
+    _check_rgb(rgb, "objectness input", min_side=_MIN_SIDE)
 
 
 def _is_flat(rgb: np.ndarray) -> bool:

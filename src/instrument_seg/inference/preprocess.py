@@ -15,7 +15,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from instrument_seg.errors import InputError
+from instrument_seg.errors import InputError, check_rgb
 from instrument_seg.inference.contract import ModelContract
 from instrument_seg.metrics import THRESHOLD_METHODS, binarize
 from instrument_seg.pipeline import resize_rgb
@@ -23,14 +23,7 @@ from instrument_seg.pipeline import resize_rgb
 
 def check_image(rgb: Any, what: str = "image") -> None:
     """Raises :class:`InputError` unless ``rgb`` is a non-empty uint8 (H, W, 3) array."""
-    if not isinstance(rgb, np.ndarray):
-        raise InputError(f"{what} must be a numpy array, got {type(rgb).__name__}")
-    if rgb.dtype != np.uint8:
-        raise InputError(f"{what} has dtype {rgb.dtype}; expected uint8 (H, W, 3) RGB")
-    if rgb.ndim != 3 or rgb.shape[2] != 3:
-        raise InputError(f"{what} has shape {rgb.shape}; expected (H, W, 3) RGB")
-    if rgb.shape[0] == 0 or rgb.shape[1] == 0:
-        raise InputError(f"{what} has zero size {rgb.shape[:2]}")
+    check_rgb(rgb, what)
 
 
 def normalize(frames: np.ndarray, contract: ModelContract) -> np.ndarray:
