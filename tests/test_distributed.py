@@ -314,7 +314,10 @@ class TestTorchrun:
         )
         lr, steps = 1e-4, 4
         assert float(diff.max()) <= 2 * lr * steps  # Adam's bound for a flipped sign
-        assert float((diff <= 1e-5).double().mean()) >= 0.99
+        # The floor is rounding: the same single-process run with 1 vs 2 threads agrees on
+        # 98.91 % of the values within 1e-5 and 72.6 % within 1e-6 (this DDP run: 98.95 %,
+        # 72.6 %), measured after the diffusion pooling moved to bilinear features.
+        assert float((diff <= 1e-5).double().mean()) >= 0.98
         assert float((diff <= 1e-6).double().mean()) >= 0.7
         state = ddp["optimizer"]["state"]
         assert all(float(s["step"]) == 4 for s in state.values())
