@@ -57,10 +57,9 @@ import numpy as np
 from instrument_seg import __version__
 from instrument_seg.cues import (
     CUE_NAMES,
-    centre_prior,
     check_cue_names,
+    finish_sequence_cues,
     sequence_cues,
-    video_location_cue,
 )
 from instrument_seg.errors import InputError
 
@@ -275,17 +274,13 @@ def _finish_sequence(
     maps: list[CueMaps], shape: tuple[int, int], cue_kwargs: Mapping[str, Any]
 ) -> None:
     """Adds the location cue and drops colour if not enabled, as ``sequence_cues`` does."""
-    names = cue_kwargs["names"]
-    if "location" in names:
-        if cue_kwargs.get("still_images", False):
-            location = centre_prior(shape, cue_kwargs.get("still_sigma", 0.25))
-        else:
-            location = video_location_cue([m["color"] for m in maps])
-        for m in maps:
-            m["location"] = location
-    if "color" not in names:
-        for m in maps:
-            del m["color"]
+    finish_sequence_cues(
+        maps,
+        shape,
+        cue_kwargs["names"],
+        cue_kwargs.get("still_images", False),
+        cue_kwargs.get("still_sigma", 0.25),
+    )
 
 
 def idle_cores() -> int:

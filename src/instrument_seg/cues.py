@@ -125,9 +125,30 @@ def sequence_cues(
         cues.append(maps)
         if progress is not None:
             progress()
+    finish_sequence_cues(cues, frames[0].shape[:2], names, still_images, still_sigma)
+    return cues
+
+
+def finish_sequence_cues(
+    cues: list[dict[str, np.ndarray]],
+    shape: tuple[int, int],
+    names: Sequence[str],
+    still_images: bool = False,
+    still_sigma: float = 0.25,
+) -> None:
+    """Completes one sequence's per-frame maps in place: adds the location cue (the mean colour
+    map of the sequence, or the centre prior for stills) if enabled, drops colour if not.
+
+    Args:
+        cues: one dict per frame holding at least ``color``.
+        shape: (H, W) of the frames.
+        names: the enabled cues.
+        still_images: use the centre prior for the location cue.
+        still_sigma: centre-prior sigma (fraction of the image side).
+    """
     if "location" in names:
         if still_images:
-            location = centre_prior(frames[0].shape[:2], still_sigma)
+            location = centre_prior(shape, still_sigma)
         else:
             location = video_location_cue([c["color"] for c in cues])
         for c in cues:
@@ -135,4 +156,3 @@ def sequence_cues(
     if "color" not in names:
         for c in cues:
             del c["color"]
-    return cues
