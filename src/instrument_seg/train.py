@@ -10,7 +10,7 @@ import csv
 import json
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -222,6 +222,38 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def checkpoint_payload(
+    model: UNet,
+    config: Mapping[str, Any],
+    *,
+    step: int = 0,
+    optimizer: torch.optim.Optimizer | None = None,
+    setting: str = "ss",
+    fold: int | None = None,
+    train_sequences: Sequence[str] = (),
+    test_sequences: Sequence[str] = (),
+) -> dict[str, Any]:
+    """The checkpoint of ``model`` (what ``checkpoint.pt`` holds and :func:`load_checkpoint`
+    reads): weights, the preprocessing contract (input size = ``data.size``, normalisation),
+    the split and the resolved config; the optimizer's state too when given (for resuming)."""
+    payload = {
+        "format": CHECKPOINT_FORMAT,
+        "model_kwargs": model_kwargs(config),
+        "input_size": list(working_size(config)),
+        "normalization": {"mean": list(NORM_MEAN), "std": list(NORM_STD), "channels": "RGB"},
+        "setting": setting,
+        "fold": fold,
+        "train_sequences": list(train_sequences),
+        "test_sequences": list(test_sequences),
+        "config": config,
+        "model": model.state_dict(),
+        "step": step,
+    }
+    if optimizer is not None:
+        payload["optimizer"] = optimizer.state_dict()
+    return payload
+
+
 def _atomic_torch_save(payload: Any, path: Path) -> None:
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     torch.save(payload, tmp)
@@ -400,23 +432,18 @@ def _train(
         writer = csv.DictWriter(f, LOG_FIELDS)
         writer.writeheader()
         writer.writerows(rows)
-    meta = {
-        "format": CHECKPOINT_FORMAT,
-        "model_kwargs": model_kwargs(config),
-        "input_size": list(working_size(config)),
-        "normalization": {"mean": list(NORM_MEAN), "std": list(NORM_STD), "channels": "RGB"},
+    split = {
         "setting": setting,
         "fold": fold,
         "train_sequences": [dataset.sequences[k].name for k in train_idx],
         "test_sequences": [dataset.sequences[k].name for k in test_idx],
-        "config": config,
     }
 
     def save(step: int) -> None:
         if not ddp.is_main:  # ddp
             return
-        state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step}
-        _atomic_torch_save({**meta, **state}, out / CHECKPOINT)
+        payload = checkpoint_payload(model, config, step=step, optimizer=optimizer, **split)
+        _atomic_torch_save(payload, out / CHECKPOINT)
 
     a_pos = torch.from_numpy(data.a_pos).unsqueeze(1)
     a_neg = torch.from_numpy(data.a_neg).unsqueeze(1)
@@ -480,8 +507,8 @@ def _train(
         "processes": ddp.world_size,
         "setting": setting,
         "fold": fold,
-        "train_sequences": meta["train_sequences"],
-        "test_sequences": meta["test_sequences"],
+        "train_sequences": split["train_sequences"],
+        "test_sequences": split["test_sequences"],
     }
     ddp.run_file(out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary

@@ -21,7 +21,7 @@ from instrument_seg.config import load_config
 from instrument_seg.export import export
 from instrument_seg.inference.bench import run_bench
 from instrument_seg.model import UNet, count_parameters
-from instrument_seg.train import CHECKPOINT_FORMAT, NORM_MEAN, NORM_STD, model_kwargs
+from instrument_seg.train import checkpoint_payload, model_kwargs
 
 
 def untrained_checkpoint(path: Path, width: int, size: tuple[int, int]) -> Path:
@@ -30,22 +30,7 @@ def untrained_checkpoint(path: Path, width: int, size: tuple[int, int]) -> Path:
     torch.manual_seed(0)
     model = UNet(**model_kwargs(config)).eval()
     path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(
-        {
-            "format": CHECKPOINT_FORMAT,
-            "model_kwargs": model_kwargs(config),
-            "input_size": list(size),
-            "normalization": {"mean": list(NORM_MEAN), "std": list(NORM_STD), "channels": "RGB"},
-            "setting": "ss",
-            "fold": None,
-            "train_sequences": [],
-            "test_sequences": [],
-            "config": config,
-            "model": model.state_dict(),
-            "step": 0,
-        },
-        path,
-    )
+    torch.save(checkpoint_payload(model, config), path)
     return path
 
 

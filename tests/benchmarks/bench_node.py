@@ -213,7 +213,7 @@ def make_model(out: Path) -> Path:
     from instrument_seg.config import default_config
     from instrument_seg.export import export
     from instrument_seg.model import UNet
-    from instrument_seg.train import CHECKPOINT_FORMAT, NORM_MEAN, NORM_STD, model_kwargs
+    from instrument_seg.train import checkpoint_payload, model_kwargs
 
     config = default_config()
     config["data"]["size"] = [256, 320]
@@ -221,17 +221,7 @@ def make_model(out: Path) -> Path:
     torch.manual_seed(0)
     model = UNet(**model_kwargs(config)).eval()
     checkpoint = out / "checkpoint.pt"
-    torch.save(
-        {
-            "format": CHECKPOINT_FORMAT,
-            "model_kwargs": model_kwargs(config),
-            "input_size": [256, 320],
-            "normalization": {"mean": list(NORM_MEAN), "std": list(NORM_STD), "channels": "RGB"},
-            "config": config,
-            "model": model.state_dict(),
-        },
-        checkpoint,
-    )
+    torch.save(checkpoint_payload(model, config), checkpoint)
     export(checkpoint, out / "unet16_256x320.onnx")
     return out / "unet16_256x320.onnx"
 

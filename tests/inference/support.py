@@ -17,14 +17,7 @@ import torch
 from instrument_seg.config import load_config
 from instrument_seg.data.synthetic import SynthConfig, render_sequence
 from instrument_seg.model import UNet
-from instrument_seg.train import (
-    CHECKPOINT,
-    CHECKPOINT_FORMAT,
-    NORM_MEAN,
-    NORM_STD,
-    model_kwargs,
-    to_input,
-)
+from instrument_seg.train import CHECKPOINT, checkpoint_payload, model_kwargs, to_input
 
 SIZE = (64, 80)
 
@@ -63,20 +56,5 @@ def write_run(
         loss.backward()
         optimizer.step()
     out.mkdir(parents=True, exist_ok=True)
-    torch.save(
-        {
-            "format": CHECKPOINT_FORMAT,
-            "model_kwargs": model_kwargs(config),
-            "input_size": list(size),
-            "normalization": {"mean": list(NORM_MEAN), "std": list(NORM_STD), "channels": "RGB"},
-            "setting": "ss",
-            "fold": None,
-            "train_sequences": [],
-            "test_sequences": [],
-            "config": config,
-            "model": model.state_dict(),
-            "step": steps,
-        },
-        out / CHECKPOINT,
-    )
+    torch.save(checkpoint_payload(model, config, step=steps), out / CHECKPOINT)
     return out

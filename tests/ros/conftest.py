@@ -63,7 +63,7 @@ def write_tiny_checkpoint(path: Path, seed: int = 0) -> Path:
 
     from instrument_seg.config import default_config
     from instrument_seg.model import UNet
-    from instrument_seg.train import CHECKPOINT_FORMAT, NORM_MEAN, NORM_STD, model_kwargs
+    from instrument_seg.train import checkpoint_payload, model_kwargs
 
     config = default_config()
     config["data"]["size"] = list(TINY_SIZE)
@@ -72,17 +72,7 @@ def write_tiny_checkpoint(path: Path, seed: int = 0) -> Path:
     model = UNet(**model_kwargs(config)).eval()
     with torch.no_grad():
         model.head.weight.mul_(200.0)
-    torch.save(
-        {
-            "format": CHECKPOINT_FORMAT,
-            "model_kwargs": model_kwargs(config),
-            "input_size": list(TINY_SIZE),
-            "normalization": {"mean": list(NORM_MEAN), "std": list(NORM_STD), "channels": "RGB"},
-            "config": config,
-            "model": model.state_dict(),
-        },
-        path,
-    )
+    torch.save(checkpoint_payload(model, config), path)
     return path
 
 
