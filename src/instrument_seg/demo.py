@@ -36,7 +36,8 @@ _DOMAIN_LOCK: list[IO[str]] = []  # the claimed domain's lock file stays open wh
 def claim_ros_domain(first: int = 1, last: int = 101) -> int:
     """Locks ``<tmp>/instrument_seg_ros_domains/<id>.lock`` for the first free id; returns it.
 
-    The same lock directory as the ROS tests, so a demo and a test run never share a domain.
+    Used by the demo and by the ROS tests (tests/ros/conftest.py), so a demo and test runs
+    never share a domain. Ids 1..101 are the range every DDS vendor maps to valid UDP ports.
     """
     lock_dir = Path(tempfile.gettempdir()) / "instrument_seg_ros_domains"
     lock_dir.mkdir(exist_ok=True)

@@ -13,36 +13,12 @@ What this file sets, before any rclpy context exists and inherited by every node
 
 from __future__ import annotations
 
-import fcntl
 import os
-import tempfile
 from pathlib import Path
 
 import pytest
 
-_DOMAIN_LOCKS: list = []  # keeps the claimed domain's lock file open for the whole session
-
-
-def claim_ros_domain(first: int = 1, last: int = 101) -> int:
-    """Locks ``<tmp>/instrument_seg_ros_domains/<id>.lock`` for the first free id; returns it.
-
-    Ids 1..101 are the range every DDS vendor maps to valid UDP ports on Linux.
-    """
-    lock_dir = Path(tempfile.gettempdir()) / "instrument_seg_ros_domains"
-    lock_dir.mkdir(exist_ok=True)
-    span = last - first + 1
-    for offset in range(span):
-        domain = first + (os.getpid() + offset) % span
-        handle = open(lock_dir / f"{domain}.lock", "w")  # noqa: SIM115 (held for the session)
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            handle.close()
-            continue
-        _DOMAIN_LOCKS.append(handle)
-        return domain
-    raise RuntimeError(f"all ROS domain ids {first}..{last} are locked by other test runs")
-
+from instrument_seg.demo import claim_ros_domain  # lock-file claim, shared with make demo
 
 os.environ["ROS_DOMAIN_ID"] = str(claim_ros_domain())
 os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
