@@ -28,8 +28,8 @@ def parse_size(text: str) -> tuple[int, int]:
     return h, w
 
 
-def progress_bar(total: int, desc: str) -> tqdm:
-    return tqdm(total=total, desc=desc, unit="frame", disable=None, file=sys.stderr)
+def progress_bar(total: int, desc: str, unit: str = "frame") -> tqdm:
+    return tqdm(total=total, desc=desc, unit=unit, disable=None, file=sys.stderr)
 
 
 def write_json_atomic(path: str | Path, payload: Any) -> Path:
@@ -321,9 +321,7 @@ def cmd_export(args: argparse.Namespace) -> str:
 def cmd_bench(args: argparse.Namespace) -> str:
     from instrument_seg.inference.bench import format_table, run_bench
 
-    with tqdm(
-        total=args.repeats, desc="bench", unit="repeat", disable=None, file=sys.stderr
-    ) as bar:
+    with progress_bar(args.repeats, "bench", unit="repeat") as bar:
         report = run_bench(
             args.model,
             args.backend,
