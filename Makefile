@@ -30,11 +30,11 @@ demo: setup
 	$(BIN)/instrument-seg bag --data $(DEMO)/data --out $(DEMO)/demo_bag --rate 10
 	$(BIN)/instrument-seg evaluate --model $(DEMO)/model.onnx --data $(DEMO)/demo_bag \
 		--json $(DEMO)/eval.json --figures $(DEMO)/eval_figures
-	$(BIN)/python -m instrument_seg.demo --bag $(DEMO)/demo_bag --model $(DEMO)/model.onnx \
+	$(BIN)/python -m instrument_seg.cli.demo --bag $(DEMO)/demo_bag --model $(DEMO)/model.onnx \
 		--offline $(DEMO)/eval.json --out $(DEMO)/ros_eval
 
 lint: setup
-	$(BIN)/ruff check src tests launch
+	$(BIN)/ruff check src tests benchmarks launch
 
 test: lint
 	$(BIN)/python -m pytest -q

@@ -53,7 +53,7 @@ setup(
     },
     entry_points={
         "console_scripts": [
-            "instrument-seg = instrument_seg.cli:main",
+            "instrument-seg = instrument_seg.cli.main:main",
             "segmentation_node = instrument_seg.ros.segmentation_node:main",
             "evaluation_node = instrument_seg.ros.evaluation_node:main",
         ],

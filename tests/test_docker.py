@@ -136,7 +136,7 @@ class TestBuildContext:
 
         names = zipfile.ZipFile(wheel).namelist()
         assert "instrument_seg/_defaults/train.yaml" in names
-        assert "instrument_seg/distributed.py" in names
+        assert "instrument_seg/training/distributed.py" in names
         assert any(n.endswith("share/instrument_seg/launch/seg.launch.py") for n in names)
 
 

@@ -2,7 +2,7 @@
 
 import sys
 
-from instrument_seg.cli import main
+from instrument_seg.cli.main import main
 
 if __name__ == "__main__":  # not when a worker process (cue pool, torchrun) imports it
     sys.exit(main())

@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from instrument_seg.errors import InputError
+from instrument_seg.fileio import write_text
 
 DEFAULTS_NAME = "train.yaml"
 
@@ -126,5 +127,17 @@ def complete_config(stored: Mapping[str, Any] | None) -> dict[str, Any] | None:
 
 
 def save_config(config: Mapping[str, Any], path: str | Path) -> None:
-    """Writes the resolved config as YAML."""
-    Path(path).write_text(yaml.safe_dump(dict(config), sort_keys=False))
+    """Writes the resolved config as YAML (atomically)."""
+    write_text(path, yaml.safe_dump(dict(config), sort_keys=False))
+
+
+def working_size(config: Mapping[str, Any]) -> tuple[int, int]:
+    """``data.size`` as (H, W), validated."""
+    size = config["data"]["size"]
+    if (
+        not isinstance(size, (list, tuple))
+        or len(size) != 2
+        or not all(isinstance(v, int) and v >= 16 for v in size)
+    ):
+        raise InputError(f"data.size must be [H, W] with integers >= 16, got {size}")
+    return int(size[0]), int(size[1])

@@ -34,7 +34,7 @@ def tiny_run(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_onnx(tiny_run) -> Path:
     """``tiny_run`` exported with a dynamic batch."""
-    from instrument_seg.export import export
+    from instrument_seg.inference.export import export
 
     return export(tiny_run, tiny_run / "model.onnx", dynamic=True).onnx
 
@@ -42,6 +42,6 @@ def tiny_onnx(tiny_run) -> Path:
 @pytest.fixture(scope="session")
 def tiny_onnx_static(tiny_run) -> Path:
     """``tiny_run`` exported with batch 1."""
-    from instrument_seg.export import export
+    from instrument_seg.inference.export import export
 
     return export(tiny_run, tiny_run / "static.onnx").onnx

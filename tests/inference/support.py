@@ -16,8 +16,10 @@ import torch
 
 from instrument_seg.config import load_config
 from instrument_seg.data.synthetic import SynthConfig, render_sequence
-from instrument_seg.model import UNet
-from instrument_seg.train import CHECKPOINT, checkpoint_payload, model_kwargs, to_input
+from instrument_seg.model.checkpoint import checkpoint_payload, model_kwargs
+from instrument_seg.model.contract import CHECKPOINT
+from instrument_seg.model.unet import UNet
+from instrument_seg.training.loop import to_input
 
 SIZE = (64, 80)
 

@@ -9,9 +9,9 @@ import pytest
 from inference import support
 from inference.support import one_sentence
 from instrument_seg.errors import InputError
-from instrument_seg.export import export
 from instrument_seg.inference import Segmenter
 from instrument_seg.inference.bench import find_checkpoint, format_table, run_bench
+from instrument_seg.inference.export import export
 
 
 class TestBench:

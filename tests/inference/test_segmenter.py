@@ -292,7 +292,7 @@ class TestTensorRTBackend:
                 np.testing.assert_allclose(p_trt, p_ref, atol=5e-3)  # TF32 may be on
 
     def test_fp16_export_and_engine(self, tiny_run, tmp_path, frames):
-        from instrument_seg.export import export
+        from instrument_seg.inference.export import export
 
         result = export(
             tiny_run, tmp_path / "m.onnx", tmp_path / "m.engine", fp16=True, dynamic=True

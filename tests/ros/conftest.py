@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from instrument_seg.demo import claim_ros_domain  # lock-file claim, shared with make demo
+from instrument_seg.cli.demo import claim_ros_domain  # lock-file claim, shared with make demo
 
 os.environ["ROS_DOMAIN_ID"] = str(claim_ros_domain())
 os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
@@ -38,8 +38,8 @@ def write_tiny_checkpoint(path: Path, seed: int = 0) -> Path:
     import torch
 
     from instrument_seg.config import default_config
-    from instrument_seg.model import UNet
-    from instrument_seg.train import checkpoint_payload, model_kwargs
+    from instrument_seg.model.checkpoint import checkpoint_payload, model_kwargs
+    from instrument_seg.model.unet import UNet
 
     config = default_config()
     config["data"]["size"] = list(TINY_SIZE)
@@ -56,7 +56,7 @@ def write_tiny_checkpoint(path: Path, seed: int = 0) -> Path:
 def tiny_models(tmp_path_factory) -> dict[str, Path]:
     """Real model files from one untrained tiny checkpoint (random weights: transport tests).
 
-    Keys: ``checkpoint`` (.pt), ``onnx`` (exported and verified by ``instrument_seg.export``),
+    Keys: ``checkpoint`` (.pt), ``onnx`` (exported and verified by ``inference.export``),
     ``nan_onnx`` (the same graph with its head's bias set to NaN: a model producing NaN),
     ``corrupt_onnx`` (random bytes).
     """
@@ -64,7 +64,7 @@ def tiny_models(tmp_path_factory) -> dict[str, Path]:
     import onnx
     from onnx import numpy_helper
 
-    from instrument_seg.export import export
+    from instrument_seg.inference.export import export
 
     root = tmp_path_factory.mktemp("models")
     checkpoint = write_tiny_checkpoint(root / "checkpoint.pt")

@@ -97,7 +97,7 @@ def run_bench(
     Raises:
         InputError: bad arguments, an unloadable model, or no checkpoint for the baseline.
     """
-    from instrument_seg.export import verification_frames
+    from instrument_seg.inference.export import verification_frames
 
     if batch < 1 or repeats < 1 or warmup < 0:
         raise InputError(

@@ -16,9 +16,9 @@ from typing import Any
 
 from instrument_seg.config import complete_config
 from instrument_seg.errors import InputError
+from instrument_seg.model.contract import CHANNEL_ORDER, NORM_MEAN, NORM_STD
 
 ONNX_FORMAT = "instrument_seg.onnx/1"
-CHANNEL_ORDER = "RGB"
 LAYOUT = "NCHW"
 INPUT_NAME = "input"
 OUTPUT_NAME = "prob"
@@ -52,7 +52,7 @@ class ModelContract:
         mean: per-channel mean subtracted after scaling uint8 to [0, 1], in channel order.
         std: per-channel standard deviation divided by after the mean.
         channel_order: ``RGB``.
-        threshold: the model's default threshold, keyword arguments of ``metrics.binarize``.
+        threshold: the model's default threshold, keyword arguments of ``imaging.binarize``.
         model_kwargs: the U-Net's constructor arguments (width, depth, bilinear).
         checkpoint: path of the checkpoint the model came from (as it was at export time).
         checkpoint_sha256: SHA-256 of that checkpoint file.
@@ -81,14 +81,13 @@ class ModelContract:
     def from_checkpoint(
         cls, payload: Mapping[str, Any], input_size: tuple[int, int] | None = None
     ) -> ModelContract:
-        """The contract of a loaded checkpoint (see ``train.load_checkpoint``).
+        """The contract of a loaded checkpoint (see ``model.checkpoint.load_checkpoint``).
 
         Args:
             payload: the checkpoint dictionary; its ``path`` entry names the file.
             input_size: (H, W) to run at instead of the checkpoint's training size.
         """
         norm = payload.get("normalization") or {}
-        from instrument_seg.train import NORM_MEAN, NORM_STD
 
         path = payload.get("path")
         size = input_size or tuple(payload["input_size"])

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from instrument_seg.errors import InputError
+from instrument_seg.fileio import write_bytes, write_text
 from instrument_seg.inference.contract import ModelContract, sha256_file
 
 SIDECAR_FORMAT = "instrument_seg.engine/1"
@@ -153,21 +154,11 @@ def decide_engine(
     )
 
 
-def _atomic_write(path: Path, write) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with tmp.open("wb") as f:
-            write(f)
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def write_sidecar(engine: str | Path, payload: Mapping[str, Any]) -> Path:
     """Writes ``payload`` (plus the format tag) as the sidecar of ``engine``, atomically."""
     path = sidecar_path(engine)
     text = json.dumps({"format": SIDECAR_FORMAT, **payload}, indent=2) + "\n"
-    _atomic_write(path, lambda f: f.write(text.encode()))
+    write_text(path, text)
     return path
 
 
@@ -244,7 +235,7 @@ def build_engine(
         serialized = builder.build_serialized_network(network, config)
         if serialized is None:
             raise InputError(f"TensorRT failed to build an engine from {onnx} (see its log above)")
-        _atomic_write(engine, lambda f: f.write(serialized))
+        write_bytes(engine, memoryview(serialized))
         major, minor = torch.cuda.get_device_capability(device_index)
         gpu = torch.cuda.get_device_name(device_index)
     try:

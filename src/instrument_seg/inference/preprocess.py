@@ -1,9 +1,9 @@
 """Pre- and post-processing shared by every backend, so all of them see the same numbers.
 
 Frames go in as uint8 RGB of any size: they are resized to the model's input size with the
-interpolation training used (``pipeline.resize_rgb``, area), scaled to [0, 1], normalised with
+interpolation training used (``imaging.resize_rgb``, area), scaled to [0, 1], normalised with
 the model's mean/std and laid out NCHW. Probabilities come back at input size, are resized to
-each frame's own size (bilinear) and clipped to [0, 1]; masks come from ``metrics.binarize``.
+each frame's own size (bilinear) and clipped to [0, 1]; masks come from ``imaging.binarize``.
 """
 
 from __future__ import annotations
@@ -16,9 +16,8 @@ import cv2
 import numpy as np
 
 from instrument_seg.errors import InputError, check_rgb
+from instrument_seg.imaging import THRESHOLD_METHODS, binarize, resize_rgb
 from instrument_seg.inference.contract import ModelContract
-from instrument_seg.metrics import THRESHOLD_METHODS, binarize
-from instrument_seg.pipeline import resize_rgb
 
 
 def check_image(rgb: Any, what: str = "image") -> None:
@@ -60,12 +59,12 @@ def restore(prob: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
 
 
 def to_mask(prob: np.ndarray, threshold: Mapping[str, Any]) -> np.ndarray:
-    """float32 (H, W) probabilities -> uint8 (H, W) mask in {0, 255} via ``metrics.binarize``."""
+    """float32 (H, W) probabilities -> uint8 (H, W) mask in {0, 255} via ``imaging.binarize``."""
     return binarize(prob, **threshold).astype(np.uint8) * np.uint8(255)
 
 
 def resolve_threshold(threshold: Any, default: Mapping[str, Any]) -> dict[str, Any]:
-    """The keyword arguments of ``metrics.binarize`` for a user's threshold choice.
+    """The keyword arguments of ``imaging.binarize`` for a user's threshold choice.
 
     Args:
         threshold: None (``default``), ``"otsu"``, ``"official"`` (``default``'s value and

@@ -117,7 +117,7 @@ class Segmenter:
         backend: ``tensorrt``, ``onnxruntime`` or ``torch`` (what actually runs).
         model_path: the file loaded (for ``auto`` on an engine without TensorRT: its ONNX).
         input_size: (H, W) the model runs at.
-        threshold: keyword arguments of ``metrics.binarize`` used for masks.
+        threshold: keyword arguments of ``imaging.binarize`` used for masks.
         contract: the model's preprocessing contract.
         device: where the backend runs (``cpu``, ``cuda:0``...).
     """

@@ -9,7 +9,7 @@ import torch
 
 from instrument_seg.errors import InputError
 from instrument_seg.inference.contract import ModelContract
-from instrument_seg.train import load_checkpoint, model_from_checkpoint
+from instrument_seg.model.checkpoint import load_checkpoint, model_from_checkpoint
 
 
 def torch_device(device: str | None) -> torch.device:

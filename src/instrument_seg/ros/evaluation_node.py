@@ -15,8 +15,8 @@ Two modes (parameter ``mode``):
   SIGINT.
 
 Either way the node writes ``report.json``, ``report.md``, ``iou_over_time.png`` and
-``latency_histogram.png`` to ``output_dir`` (:mod:`instrument_seg.report`: per-frame IoU/Dice
-with :mod:`instrument_seg.metrics`, mean ± std, latency p50/p95/max, jitter, missed frames),
+``latency_histogram.png`` to ``output_dir`` (``evaluation.report``: per-frame IoU/Dice
+with ``evaluation.metrics``, mean ± std, latency p50/p95/max, jitter, missed frames),
 logs one summary line and exits 0. It also records the segmentation node's ``/diagnostics``
 (backend, model, drops) in the report. No segmentation node within ``startup_timeout``, no
 answer to the first frame within ``mask_timeout``, or a bad parameter or bag: one fatal line
@@ -226,7 +226,7 @@ class EvaluationNode(Node):
             self.declare_parameter(name, default, descriptor)
         values = {name: self.get_parameter(name).value for name in PARAMETERS}
         self.settings = settings_from(values)
-        from instrument_seg.report import StreamScorer  # the algorithm side: no ROS
+        from instrument_seg.evaluation.report import StreamScorer  # the algorithm side: no ROS
 
         self.scorer = StreamScorer()
         self._diagnostics: dict[str, str] = {}
@@ -517,7 +517,7 @@ class EvaluationNode(Node):
         }
 
     def _report(self, settings: dict[str, Any], duration: float) -> dict[str, Any]:
-        from instrument_seg.report import build_report
+        from instrument_seg.evaluation.report import build_report
 
         scorer = self.scorer
         answered = [r for r in scorer.results if r.status == "answered"]
@@ -570,7 +570,7 @@ def main(args: list[str] | None = None) -> int:
         thread = threading.Thread(target=_spin, args=(executor,), daemon=True)
         thread.start()
         report = node.run()
-        from instrument_seg.report import summary_line, write_report
+        from instrument_seg.evaluation.report import summary_line, write_report
 
         paths = write_report(report, node.settings.output_dir)
         logger.info(f"evaluation: {summary_line(report)}; report in {paths['markdown']}")

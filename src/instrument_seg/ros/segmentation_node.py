@@ -275,7 +275,7 @@ class SegmentationNode(Node):
                 f"{model_size[0]}x{model_size[1]} frame ({exc})"
             ) from exc
         if s.publish_overlay:
-            from instrument_seg.figures import overlay
+            from instrument_seg.evaluation.figures import overlay
 
             self._overlay_fn = overlay
 

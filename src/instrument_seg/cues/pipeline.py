@@ -1,0 +1,82 @@
+"""Shared steps of the offline commands: frames at working size, cues and anchors per frame."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from instrument_seg.config import working_size
+from instrument_seg.cues.cache import cache_dir_setting, compute_cues, workers_setting
+from instrument_seg.cues.maps import check_cue_names
+from instrument_seg.data import Dataset
+from instrument_seg.errors import InputError
+from instrument_seg.imaging import resize_rgb
+
+
+@dataclass
+class FrameCues:
+    """Cues of one frame at working size, with its identity and (full-size) ground truth."""
+
+    sequence: str
+    name: str
+    image: np.ndarray  # uint8 (h, w, 3) at working size
+    cues: dict[str, np.ndarray]  # float32 (h, w) each
+    gt: np.ndarray | None  # bool (H, W) at the frame's own resolution
+
+
+def dataset_cues(
+    dataset: Dataset,
+    config: Mapping[str, Any],
+    progress: Callable[[], None] | None = None,
+    with_gt: bool = True,
+) -> list[FrameCues]:
+    """Computes every cue for every frame of ``dataset`` (reads and validates all files first).
+
+    Args:
+        dataset: the loaded dataset.
+        config: resolved config (``data``, ``cues``, ``seed`` sections are used).
+        progress: called once per frame whose cues are done.
+        with_gt: also read ground truth where present.
+    """
+    size = working_size(config)
+    cue_cfg = config["cues"]
+    names = check_cue_names(cue_cfg["enabled"])
+    still = bool(config["data"]["still_images"])
+    workers, cache_dir = workers_setting(config), cache_dir_setting(config)
+    prepared = []
+    for seq in dataset.sequences:
+        originals = [seq.image(i) for i in range(len(seq))]
+        gts = [seq.mask(i) if with_gt else None for i in range(len(seq))]
+        for i, image in enumerate(originals):
+            if image.shape != originals[0].shape:
+                raise InputError(
+                    f"frame {seq.frame_name(i)} of sequence '{seq.name}' is "
+                    f"{image.shape[0]}x{image.shape[1]} but the sequence's first frame is "
+                    f"{originals[0].shape[0]}x{originals[0].shape[1]}"
+                )
+        prepared.append((seq, [resize_rgb(im, size) for im in originals], gts))
+    # cue_cache: sequence_cues of every sequence, read back from disk or computed by workers
+    all_cues = compute_cues(
+        [frames for _, frames, _ in prepared],
+        dict(
+            names=names,
+            objectness_method=cue_cfg["objectness"]["method"],
+            color_scale=cue_cfg["color"]["scale"],
+            still_images=still,
+            still_sigma=float(cue_cfg["location"]["still_sigma"]),
+            seed=int(config["seed"]),
+        ),
+        workers=workers,
+        cache_dir=cache_dir,
+        progress=progress,
+    )
+    out: list[FrameCues] = []
+    for (seq, frames, gts), cues in zip(prepared, all_cues, strict=True):
+        out += [
+            FrameCues(seq.name, seq.frame_name(i), frames[i], cues[i], gts[i])
+            for i in range(len(seq))
+        ]
+    return out

@@ -1,0 +1,102 @@
+"""The checkpoint format: what ``checkpoint.pt`` holds, writing it and reading it back.
+
+A checkpoint carries the weights, the preprocessing contract (:mod:`instrument_seg.model.contract`:
+input size, normalisation), the training split and the resolved config, so a run directory (or
+the ``.pt`` file alone) is enough to run, export or resume the model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from instrument_seg.config import working_size
+from instrument_seg.errors import InputError
+from instrument_seg.fileio import atomic_path
+from instrument_seg.model.contract import (
+    CHANNEL_ORDER,
+    CHECKPOINT,
+    CHECKPOINT_FORMAT,
+    NORM_MEAN,
+    NORM_STD,
+)
+from instrument_seg.model.unet import UNet
+
+
+def model_kwargs(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The network's constructor arguments from the ``model`` config section."""
+    m = config["model"]
+    return {"width": int(m["width"]), "depth": int(m["depth"]), "bilinear": bool(m["bilinear"])}
+
+
+def checkpoint_payload(
+    model: UNet,
+    config: Mapping[str, Any],
+    *,
+    step: int = 0,
+    optimizer: torch.optim.Optimizer | None = None,
+    setting: str = "ss",
+    fold: int | None = None,
+    train_sequences: Sequence[str] = (),
+    test_sequences: Sequence[str] = (),
+) -> dict[str, Any]:
+    """The checkpoint of ``model`` (what ``checkpoint.pt`` holds and :func:`load_checkpoint`
+    reads): weights, the preprocessing contract (input size = ``data.size``, normalisation),
+    the split and the resolved config; the optimizer's state too when given (for resuming)."""
+    payload = {
+        "format": CHECKPOINT_FORMAT,
+        "model_kwargs": model_kwargs(config),
+        "input_size": list(working_size(config)),
+        "normalization": {
+            "mean": list(NORM_MEAN),
+            "std": list(NORM_STD),
+            "channels": CHANNEL_ORDER,
+        },
+        "setting": setting,
+        "fold": fold,
+        "train_sequences": list(train_sequences),
+        "test_sequences": list(test_sequences),
+        "config": config,
+        "model": model.state_dict(),
+        "step": step,
+    }
+    if optimizer is not None:
+        payload["optimizer"] = optimizer.state_dict()
+    return payload
+
+
+def save_checkpoint(payload: Mapping[str, Any], path: str | Path) -> Path:
+    """Writes a checkpoint atomically (a reader never sees half a file)."""
+    with atomic_path(path) as tmp:
+        torch.save(dict(payload), tmp)
+    return Path(path)
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Reads a run directory's (or a file's) checkpoint.
+
+    Raises:
+        InputError: missing file, unreadable file, or not an instrument_seg checkpoint.
+    """
+    path = Path(path)
+    file = path / CHECKPOINT if path.is_dir() else path
+    if not file.is_file():
+        raise InputError(f"no checkpoint at {file} (expected a run directory or a .pt file)")
+    try:
+        payload = torch.load(file, map_location="cpu", weights_only=False)
+    except Exception as exc:  # torch raises many types for a corrupt file
+        raise InputError(f"checkpoint {file} cannot be read ({type(exc).__name__})") from exc
+    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+        raise InputError(f"{file} is not an instrument_seg checkpoint")
+    payload["path"] = str(file)
+    return payload
+
+
+def model_from_checkpoint(payload: Mapping[str, Any]) -> UNet:
+    """The network of a loaded checkpoint, weights loaded, in eval mode."""
+    model = UNet(**payload["model_kwargs"])
+    model.load_state_dict(payload["model"])
+    return model.eval()
