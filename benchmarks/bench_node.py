@@ -51,7 +51,7 @@ from sensor_msgs.msg import Image  # noqa: E402
 from std_msgs.msg import Header  # noqa: E402
 
 from instrument_seg.ros.conversions import array_to_image, image_to_rgb8  # noqa: E402
-from instrument_seg.ros.segmentation_node import qos_profile  # noqa: E402
+from instrument_seg.ros.qos import qos_profile  # noqa: E402
 
 SIZES = ((512, 640), (1024, 1280))
 NODE = Path(sys.executable).with_name("segmentation_node")

@@ -11,18 +11,28 @@ exits; its exit shuts the whole launch down. Parameters come from ``seg_params_f
 non-empty argument below overrides the file's value. Arguments are plain strings: nothing is
 evaluated.
 
-The launch imports sit inside the functions so the planning helpers below import (and are
-tested) where launch_ros is not installed.
+The launch machinery shared with seg.launch.py is :mod:`instrument_seg.ros.launch_plan`; it
+imports launch_ros only when ``ros2 launch`` builds the description, so :func:`node_plans`
+imports (and is tested) where launch_ros is not installed.
 """
 
 from __future__ import annotations
 
-PACKAGE = "instrument_seg"
+from instrument_seg.ros.launch_plan import (
+    argument_values,
+    as_choice,
+    as_float,
+    as_int,
+    clean_namespace,
+    launch_description,
+    node_plan,
+)
+from instrument_seg.ros.params import PACES
+
 SEG_EXECUTABLE = "segmentation_node"
 EVAL_EXECUTABLE = "evaluation_node"
 SEG_CONFIG = ("config", "seg.yaml")
 EVAL_CONFIG = ("config", "eval.yaml")
-PACES = ("lockstep", "recorded", "fixed")
 
 # name -> (default, description); every argument of this file, in one place.
 ARGUMENTS: dict[str, tuple[str, str]] = {
@@ -84,100 +94,36 @@ def node_plans(
     """The two nodes to start, from the launch arguments' values.
 
     Returns:
-        ``[segmentation plan, evaluation plan]``, each a dict: ``name``, ``executable``,
-        ``namespace``, ``remappings`` (list of pairs; none: both use the relative ``image`` and
-        ``mask``), ``parameters`` (the params file path, then a dict of overrides).
+        ``[segmentation plan, evaluation plan]`` (:func:`instrument_seg.ros.launch_plan.
+        node_plan`), both in ``namespace`` with no remappings (both use the relative ``image``
+        and ``mask``), each with its params file, then the non-empty arguments as overrides.
 
     Raises:
         ValueError: ``pace``, ``rate`` or ``threads`` is not a valid value.
     """
-    v = {name: values.get(name, "").strip() for name in ARGUMENTS}
-    namespace = v["namespace"].rstrip("/")
-    seg = {k: v[k] for k in ("model_path", "backend") if v[k]}
+    v = argument_values(values, ARGUMENTS)
+    ns = clean_namespace(v["namespace"])
+    seg: dict = {k: v[k] for k in ("model_path", "backend") if v[k]}
     if v["threads"]:
-        try:
-            seg["threads"] = int(v["threads"])
-        except ValueError:
-            raise ValueError(f"threads must be an integer, got '{v['threads']}'") from None
-    ev = {k: v[k] for k in ("bag_path", "output_dir", "bag_image_topic", "bag_gt_topic") if v[k]}
+        seg["threads"] = as_int("threads", v["threads"])
+    ev: dict = {
+        k: v[k] for k in ("bag_path", "output_dir", "bag_image_topic", "bag_gt_topic") if v[k]
+    }
     if v["pace"]:
-        if v["pace"] not in PACES:
-            raise ValueError(f"pace must be one of {', '.join(PACES)}, got '{v['pace']}'")
-        ev["pace"] = v["pace"]
+        ev["pace"] = as_choice("pace", v["pace"], PACES)
     if v["rate"]:
-        try:
-            ev["rate"] = float(v["rate"])
-        except ValueError:
-            raise ValueError(
-                f"rate must be a number of frames per second, got '{v['rate']}'"
-            ) from None
+        ev["rate"] = as_float("rate", v["rate"], "a number of frames per second")
     return [
-        {
-            "name": SEG_EXECUTABLE,
-            "executable": SEG_EXECUTABLE,
-            "namespace": namespace,
-            "remappings": [],
-            "parameters": [v["seg_params_file"] or default_seg_params, seg],
-        },
-        {
-            "name": EVAL_EXECUTABLE,
-            "executable": EVAL_EXECUTABLE,
-            "namespace": namespace,
-            "remappings": [],
-            "parameters": [v["eval_params_file"] or default_eval_params, ev],
-        },
+        node_plan(SEG_EXECUTABLE, ns, v["seg_params_file"] or default_seg_params, seg),
+        node_plan(EVAL_EXECUTABLE, ns, v["eval_params_file"] or default_eval_params, ev),
     ]
 
 
-def _launch_nodes(context, *args, **kwargs):
-    from ament_index_python.packages import get_package_share_directory
-    from launch.actions import EmitEvent, RegisterEventHandler
-    from launch.event_handlers import OnProcessExit
-    from launch.events import Shutdown
-    from launch_ros.actions import Node
-
-    values = {name: context.perform_substitution(_config(name)) for name in ARGUMENTS}
-    share = get_package_share_directory(PACKAGE)
-    seg_plan, eval_plan = node_plans(
-        values, "/".join((share, *SEG_CONFIG)), "/".join((share, *EVAL_CONFIG))
-    )
-    nodes = [
-        Node(
-            package=PACKAGE,
-            executable=plan["executable"],
-            name=plan["name"],
-            namespace=plan["namespace"],
-            remappings=plan["remappings"],
-            parameters=plan["parameters"],
-            output="screen",
-            emulate_tty=True,
-        )
-        for plan in (seg_plan, eval_plan)
-    ]
-    done = RegisterEventHandler(
-        OnProcessExit(
-            target_action=nodes[1],
-            on_exit=[EmitEvent(event=Shutdown(reason="evaluation finished"))],
-        )
-    )
-    return [*nodes, done]
-
-
-def _config(name: str):
-    from launch.substitutions import LaunchConfiguration
-
-    return LaunchConfiguration(name)
+def _plans(values: dict[str, str], installed) -> list[dict]:
+    return node_plans(values, installed(SEG_CONFIG), installed(EVAL_CONFIG))
 
 
 def generate_launch_description():
-    """The launch description: the arguments above, then the two nodes they describe."""
-    from launch import LaunchDescription
-    from launch.actions import DeclareLaunchArgument, OpaqueFunction
-
-    return LaunchDescription(
-        [
-            DeclareLaunchArgument(name, default_value=default, description=description)
-            for name, (default, description) in ARGUMENTS.items()
-        ]
-        + [OpaqueFunction(function=_launch_nodes)]
-    )
+    """The launch description: the arguments above, then the two nodes they describe; the
+    evaluation node's exit shuts the launch down."""
+    return launch_description(ARGUMENTS, _plans, ends_launch=EVAL_EXECUTABLE)

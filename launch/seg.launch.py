@@ -10,13 +10,21 @@ Mono: one node in ``namespace`` reading ``image_topic``. Stereo (da Vinci rigs p
 (default: the installed ``config/seg.yaml``); a non-empty ``model_path`` or ``backend`` argument
 overrides the file. Arguments are plain strings: nothing is evaluated.
 
-The launch imports sit inside the functions so the planning helpers below import (and are
-tested) where launch_ros is not installed.
+The launch machinery shared with eval.launch.py is :mod:`instrument_seg.ros.launch_plan`; it
+imports launch_ros only when ``ros2 launch`` builds the description, so :func:`node_plans`
+imports (and is tested) where launch_ros is not installed.
 """
 
 from __future__ import annotations
 
-PACKAGE = "instrument_seg"
+from instrument_seg.ros.launch_plan import (
+    argument_values,
+    as_bool,
+    clean_namespace,
+    launch_description,
+    node_plan,
+)
+
 EXECUTABLE = "segmentation_node"
 CONFIG = ("config", "seg.yaml")
 
@@ -49,77 +57,37 @@ ARGUMENTS: dict[str, tuple[str, str]] = {
 }
 
 
-def is_true(text: str) -> bool:
-    """Launch-argument truth: true/1/yes/on (any case) is True; false/0/no/off/'' is False."""
-    value = text.strip().lower()
-    if value in ("true", "1", "yes", "on"):
-        return True
-    if value in ("false", "0", "no", "off", ""):
-        return False
-    raise ValueError(f"stereo must be true or false, got '{text}'")
-
-
 def node_plans(values: dict[str, str], default_params_file: str) -> list[dict]:
     """Which nodes to start, from the launch arguments' values.
 
     Returns:
-        One dict per node: ``name`` (the same for both sides: the namespaces tell them apart),
-        ``namespace``, ``remappings`` (list of pairs),
-        ``parameters`` (the params file path, then a dict of overrides).
+        One plan per node (:func:`instrument_seg.ros.launch_plan.node_plan`): the same name for
+        both sides (the namespaces tell them apart), ``image`` remapped to ``image_topic``,
+        parameters from the params file, then ``model_path`` / ``backend`` if given.
+
+    Raises:
+        ValueError: ``stereo`` is not a truth value.
     """
-    namespace = values["namespace"].strip().rstrip("/")
-    params_file = values["params_file"].strip() or default_params_file
-    overrides = {k: values[k].strip() for k in ("model_path", "backend") if values[k].strip()}
-    sides = ("left", "right") if is_true(values["stereo"]) else (None,)
-    plans = []
-    for side in sides:
-        plans.append(
-            {
-                "name": EXECUTABLE,
-                "namespace": namespace if side is None else f"{namespace}/{side}",
-                "remappings": [("image", values["image_topic"].strip())],
-                "parameters": [params_file, overrides],
-            }
-        )
-    return plans
-
-
-def _launch_nodes(context, *args, **kwargs):
-    from ament_index_python.packages import get_package_share_directory
-    from launch_ros.actions import Node
-
-    values = {name: context.perform_substitution(_config(name)) for name in ARGUMENTS}
-    default_params = "/".join((get_package_share_directory(PACKAGE), *CONFIG))
+    v = argument_values(values, ARGUMENTS)
+    ns = clean_namespace(v["namespace"])
+    overrides = {k: v[k] for k in ("model_path", "backend") if v[k]}
+    sides = ("left", "right") if as_bool("stereo", v["stereo"]) else (None,)
     return [
-        Node(
-            package=PACKAGE,
-            executable=EXECUTABLE,
-            name=plan["name"],
-            namespace=plan["namespace"],
-            remappings=plan["remappings"],
-            parameters=plan["parameters"],
-            output="screen",
-            emulate_tty=True,
+        node_plan(
+            EXECUTABLE,
+            ns if side is None else f"{ns}/{side}",
+            v["params_file"] or default_params_file,
+            overrides,
+            [("image", v["image_topic"])],
         )
-        for plan in node_plans(values, default_params)
+        for side in sides
     ]
 
 
-def _config(name: str):
-    from launch.substitutions import LaunchConfiguration
-
-    return LaunchConfiguration(name)
+def _plans(values: dict[str, str], installed) -> list[dict]:
+    return node_plans(values, installed(CONFIG))
 
 
 def generate_launch_description():
     """The launch description: the arguments above, then the node(s) they describe."""
-    from launch import LaunchDescription
-    from launch.actions import DeclareLaunchArgument, OpaqueFunction
-
-    return LaunchDescription(
-        [
-            DeclareLaunchArgument(name, default_value=default, description=description)
-            for name, (default, description) in ARGUMENTS.items()
-        ]
-        + [OpaqueFunction(function=_launch_nodes)]
-    )
+    return launch_description(ARGUMENTS, _plans)

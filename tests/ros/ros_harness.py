@@ -35,7 +35,7 @@ from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 
 from instrument_seg.ros.conversions import ENCODINGS
-from instrument_seg.ros.segmentation_node import qos_profile
+from instrument_seg.ros.qos import qos_profile
 
 NODE_EXECUTABLE = Path(sys.executable).with_name("segmentation_node")
 EVAL_EXECUTABLE = Path(sys.executable).with_name("evaluation_node")

@@ -1,34 +1,23 @@
-"""launch/seg.launch.py and config/seg.yaml, checked without launch_ros where it is missing.
+"""launch/seg.launch.py's node plans, without launch_ros (not installable here).
 
-launch/launch_ros are not installable here: the file is parsed with ``ast``, its planning
-helpers run for real, and a stereo plan is started as real nodes. Where launch_ros imports,
-``generate_launch_description()`` is called too.
+The planning helper runs for real, and a stereo plan is started as real nodes. What both launch
+files share (arguments, source checks, ``generate_launch_description()`` where launch_ros
+imports) is in test_ros_launch_plan.py; config/seg.yaml against the parameter table in
+test_ros_params.py.
 """
 
 from __future__ import annotations
 
-import ast
-import importlib.metadata
-import importlib.util
-import re
 import time
 
 import numpy as np
 import pytest
 import ros_paths as paths
-import yaml
-
-DOCUMENTED = {"model_path", "image_topic", "backend", "params_file", "namespace", "stereo"}
 
 
 @pytest.fixture(scope="module")
 def launch():
     return paths.load_launch_module()
-
-
-@pytest.fixture(scope="module")
-def tree() -> ast.Module:
-    return ast.parse(paths.LAUNCH_FILE.read_text(), filename=str(paths.LAUNCH_FILE))
 
 
 def values(**changes: str) -> dict[str, str]:
@@ -43,54 +32,10 @@ def values(**changes: str) -> dict[str, str]:
     return {**base, **changes}
 
 
-class TestLaunchFileSource:
-    def test_declares_the_documented_arguments_with_descriptions(self, launch, tree):
-        arguments = next(
-            node.value
-            for node in ast.walk(tree)
-            if isinstance(node, ast.AnnAssign) and getattr(node.target, "id", "") == "ARGUMENTS"
-        )
-        declared = ast.literal_eval(arguments)
-        assert set(declared) == DOCUMENTED == set(launch.ARGUMENTS)
-        for name, (default, description) in declared.items():
-            assert isinstance(default, str), name
-            assert len(description.split()) >= 4, name
-        calls = [
-            node
-            for node in ast.walk(tree)
-            if isinstance(node, ast.Call)
-            and getattr(node.func, "id", "") == "DeclareLaunchArgument"
-        ]
-        assert calls, "no DeclareLaunchArgument"
-        for call in calls:
-            keywords = {k.arg for k in call.keywords}
-            assert {"default_value", "description"} <= keywords
-
-    def test_nothing_is_evaluated(self, tree):
-        names = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
-        attributes = {n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute)}
-        assert not {"eval", "exec", "PythonExpression", "compile"} & (names | attributes)
-
-    def test_executable_is_a_console_script(self, launch):
-        scripts = {
-            ep.name: ep.value
-            for ep in importlib.metadata.distribution("instrument_seg").entry_points
-            if ep.group == "console_scripts"
-        }
-        assert scripts[launch.EXECUTABLE] == "instrument_seg.ros.segmentation_node:main"
-        assert launch.PACKAGE == "instrument_seg"
-
-    def test_default_parameters_are_the_installed_config(self, launch, tree):
-        assert launch.CONFIG == ("config", "seg.yaml")
-        assert (paths.REPO / "/".join(launch.CONFIG)).is_file()
-        names = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
-        assert "get_package_share_directory" in names
-
-
 class TestPlans:
     def test_mono(self, launch):
         (plan,) = launch.node_plans(values(namespace="/psm/left/"), "/share/seg.yaml")
-        assert plan["name"] == "segmentation_node"
+        assert plan["name"] == plan["executable"] == "segmentation_node"
         assert plan["namespace"] == "/psm/left"
         assert plan["remappings"] == [("image", "image_raw")]
         assert plan["parameters"] == ["/share/seg.yaml", {}]
@@ -112,47 +57,14 @@ class TestPlans:
         (plan,) = launch.node_plans(values(params_file="/mine.yaml"), "/share/seg.yaml")
         assert plan["parameters"][0] == "/mine.yaml"
 
+    def test_missing_arguments_take_their_defaults(self, launch):
+        (plan,) = launch.node_plans({}, "/share/seg.yaml")
+        assert plan["remappings"] == [("image", "image_raw")]
+        assert (plan["namespace"], plan["parameters"]) == ("", ["/share/seg.yaml", {}])
+
     def test_bad_stereo_value(self, launch):
         with pytest.raises(ValueError, match="stereo must be true or false"):
             launch.node_plans(values(stereo="maybe"), "/share/seg.yaml")
-
-
-class TestSegYaml:
-    def test_lists_every_node_parameter_with_its_default(self):
-        pytest.importorskip("rclpy")
-        from instrument_seg.ros.segmentation_node import PARAMETERS
-
-        data = yaml.safe_load(paths.SEG_YAML.read_text())
-        assert list(data) == ["/**"]
-        params = data["/**"]["ros__parameters"]
-        assert list(params) == list(PARAMETERS)
-        for name, (default, description) in PARAMETERS.items():
-            assert params[name] == default, name
-            assert description
-
-
-    def test_docs_table_lists_every_parameter_with_its_default(self):
-        pytest.importorskip("rclpy")
-        from instrument_seg.ros.segmentation_node import PARAMETERS
-
-        docs = (paths.REPO / "docs" / "ros.md").read_text()
-        section = docs.split("\n## Parameters\n", 1)[1].split("\n## ", 1)[0]
-        rows = dict(re.findall(r"^\| `(\w+)` \| `([^`]*)` \|", section, flags=re.M))
-        assert set(rows) == set(PARAMETERS)
-        for name, (default, _) in PARAMETERS.items():
-            assert yaml.safe_load(rows[name]) == default, name
-
-
-@pytest.mark.skipif(
-    importlib.util.find_spec("launch_ros") is None, reason="launch_ros is not installed here"
-)
-def test_generate_launch_description(launch):
-    from launch.actions import DeclareLaunchArgument
-
-    description = launch.generate_launch_description()
-    declared = [e for e in description.entities if isinstance(e, DeclareLaunchArgument)]
-    assert {a.name for a in declared} == DOCUMENTED
-    assert all(a.description for a in declared)
 
 
 def test_stereo_plan_runs_left_and_right_nodes(launch, tiny_models, tmp_path):

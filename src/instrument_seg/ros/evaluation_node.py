@@ -22,7 +22,8 @@ logs one summary line and exits 0. It also records the segmentation node's ``/di
 answer to the first frame within ``mask_timeout``, or a bad parameter or bag: one fatal line
 and exit status 1; it never waits longer than its time-outs.
 
-This file only wires ROS to :class:`instrument_seg.report.StreamScorer`; it holds no scoring.
+This file only wires ROS to :class:`instrument_seg.evaluation.report.StreamScorer`; it holds no
+scoring.
 """
 
 from __future__ import annotations
@@ -31,12 +32,10 @@ import math
 import sys
 import threading
 import time
-from dataclasses import dataclass
 from typing import Any
 
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
-from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.exceptions import ParameterException
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
@@ -46,144 +45,21 @@ from std_msgs.msg import Header
 
 from instrument_seg.errors import InputError
 from instrument_seg.ros.conversions import ImageFormatError, array_to_image, image_to_array
-from instrument_seg.ros.segmentation_node import qos_profile
+from instrument_seg.ros.params import (
+    EVALUATION,
+    MAX_CONSECUTIVE_MISSES,
+    declare,
+    evaluation_settings,
+    values_of,
+)
+from instrument_seg.ros.qos import qos_profile
 
 NODE_NAME = "evaluation_node"
-MODES = ("replay", "listen")
-PACES = ("lockstep", "recorded", "fixed")
-QOS_CHOICES = ("reliable", "sensor_data")
 RESEND_PERIOD = 2.0  # lockstep: re-publish an unanswered frame this often (discovery races)
 MASK_DEPTH = 100  # keep-last depth of the mask subscription: masks are small, never lose one
 POLL = 0.05
 DIAGNOSTICS_WAIT = 1.5  # s: the segmentation node publishes /diagnostics at 1 Hz by default
 SETTLE = 0.5  # paced replay: seconds between discovery and the first frame
-MAX_CONSECUTIVE_MISSES = 3  # lockstep: the segmentation node stopped answering
-FLOAT_PARAMETERS = ("rate", "startup_timeout", "mask_timeout", "idle_timeout")
-
-#: name -> (default, description). The one place parameters are defined; config/eval.yaml
-#: lists the same names with the same defaults (a test keeps them in step).
-PARAMETERS: dict[str, tuple[Any, str]] = {
-    "mode": (
-        "replay",
-        "replay: publish the frames of bag_path on image and score the masks; listen: score "
-        "masks against ground truth published by an external ros2 bag play.",
-    ),
-    "bag_path": ("", "rosbag2 directory (or .mcap / .db3 file) to replay. Required in replay."),
-    "bag_image_topic": (
-        "",
-        "Replay: the bag topic holding the frames; empty: the topic instrument-seg bag wrote, "
-        "else /camera/image_raw, else the bag's only image topic.",
-    ),
-    "bag_gt_topic": (
-        "",
-        "Replay: the bag topic holding the ground-truth masks; empty: the topic "
-        "instrument-seg bag wrote, else /camera/gt_mask.",
-    ),
-    "pace": (
-        "lockstep",
-        "Replay pacing: lockstep (next frame once the previous mask arrived; exact accuracy), "
-        "recorded (the bag's timing) or fixed (rate Hz).",
-    ),
-    "rate": (10.0, "Frames per second for pace fixed."),
-    "max_frames": (0, "Replay only the first N frames of the bag; 0: all of them."),
-    "output_dir": (
-        "evaluation",
-        "Directory for report.json, report.md, iou_over_time.png and latency_histogram.png "
-        "(created; existing report files are replaced).",
-    ),
-    "startup_timeout": (
-        30.0,
-        "Seconds to wait for a segmentation node (a subscriber on image and a publisher on "
-        "mask in replay; the first ground truth in listen) before giving up.",
-    ),
-    "mask_timeout": (
-        10.0,
-        "Seconds after a frame is published (replay) or its ground truth received (listen) "
-        "after which its mask counts as missed. Lockstep ends the run when the first frame, or "
-        f"{MAX_CONSECUTIVE_MISSES} frames in a row, go unanswered that long; any mode ends it "
-        "when no frame was answered at all.",
-    ),
-    "idle_timeout": (
-        5.0,
-        "Listen: end the run this many seconds after the last ground truth arrived.",
-    ),
-    "qos": (
-        "reliable",
-        "QoS of image, mask and ground_truth: reliable or sensor_data (best effort), as the "
-        "segmentation node's qos parameter.",
-    ),
-    "queue_depth": (5, "DDS keep-last depth of the image publisher and ground-truth subscriber."),
-}
-
-
-@dataclass(frozen=True)
-class Settings:
-    """Validated parameter values."""
-
-    mode: str
-    bag_path: str
-    bag_image_topic: str | None
-    bag_gt_topic: str | None
-    pace: str
-    rate: float
-    max_frames: int
-    output_dir: str
-    startup_timeout: float
-    mask_timeout: float
-    idle_timeout: float
-    qos: str
-    queue_depth: int
-
-
-def settings_from(values: dict[str, Any]) -> Settings:
-    """Checks raw parameter values (name -> value) and returns them as :class:`Settings`.
-
-    Raises:
-        InputError: one sentence naming the parameter and its bad value.
-    """
-    for name, choices in (("mode", MODES), ("pace", PACES), ("qos", QOS_CHOICES)):
-        if values[name] not in choices:
-            raise InputError(
-                f"parameter {name} is '{values[name]}'; use one of {', '.join(choices)}"
-            )
-    numbers = {}
-    for name in FLOAT_PARAMETERS:
-        try:
-            numbers[name] = float(values[name])
-        except (TypeError, ValueError):
-            raise InputError(
-                f"parameter {name} is '{values[name]}'; it must be a number"
-            ) from None
-    bag_path = str(values["bag_path"]).strip()
-    if values["mode"] == "replay" and not bag_path:
-        raise InputError("parameter bag_path is empty; replay mode needs a rosbag2 bag")
-    rate = numbers["rate"]
-    if values["pace"] == "fixed" and not (math.isfinite(rate) and rate > 0):
-        raise InputError(f"parameter rate is {values['rate']}; pace fixed needs a rate > 0 Hz")
-    for name in ("startup_timeout", "mask_timeout", "idle_timeout"):
-        if not (math.isfinite(numbers[name]) and numbers[name] > 0):
-            raise InputError(f"parameter {name} is {values[name]}; it must be positive")
-    if int(values["max_frames"]) < 0:
-        raise InputError(f"parameter max_frames is {values['max_frames']}; use 0 (all) or more")
-    if int(values["queue_depth"]) < 1:
-        raise InputError(f"parameter queue_depth is {values['queue_depth']}; use 1 or more")
-    if not str(values["output_dir"]).strip():
-        raise InputError("parameter output_dir is empty; name a directory for the report")
-    return Settings(
-        mode=values["mode"],
-        bag_path=bag_path,
-        bag_image_topic=str(values["bag_image_topic"]).strip() or None,
-        bag_gt_topic=str(values["bag_gt_topic"]).strip() or None,
-        pace=values["pace"],
-        rate=rate,
-        max_frames=int(values["max_frames"]),
-        output_dir=str(values["output_dir"]).strip(),
-        startup_timeout=numbers["startup_timeout"],
-        mask_timeout=numbers["mask_timeout"],
-        idle_timeout=numbers["idle_timeout"],
-        qos=values["qos"],
-        queue_depth=int(values["queue_depth"]),
-    )
 
 
 def reception_time(info: MessageInfo) -> float:
@@ -207,8 +83,8 @@ class Interrupted(Exception):
 
 
 class EvaluationNode(Node):
-    """Wires the bag, topics and diagnostics around a :class:`~instrument_seg.report.
-    StreamScorer` (see the module docstring).
+    """Wires the bag, topics and diagnostics around a
+    :class:`~instrument_seg.evaluation.report.StreamScorer` (see the module docstring).
 
     Construct, then :meth:`run` from the main thread while an executor spins the node in
     another thread; :meth:`run` returns the report.
@@ -216,16 +92,8 @@ class EvaluationNode(Node):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(NODE_NAME, **kwargs)
-        for name, (default, description) in PARAMETERS.items():
-            descriptor = ParameterDescriptor(
-                description=description,
-                read_only=True,
-                # rate:=15 (an integer from launch or YAML) must work as well as rate:=15.0
-                dynamic_typing=name in FLOAT_PARAMETERS,
-            )
-            self.declare_parameter(name, default, descriptor)
-        values = {name: self.get_parameter(name).value for name in PARAMETERS}
-        self.settings = settings_from(values)
+        declare(self, EVALUATION)
+        self.settings = evaluation_settings(values_of(self, EVALUATION))
         from instrument_seg.evaluation.report import StreamScorer  # the algorithm side: no ROS
 
         self.scorer = StreamScorer()

@@ -13,8 +13,9 @@ a newer one arrives is dropped and counted, so latency never grows with a backlo
 frames are rejected with a rate-limited warning and counted; the node keeps running. A model
 that cannot be loaded is one fatal log line and exit status 1.
 
-All parameters are declared in :data:`PARAMETERS` (with descriptions) and listed with their
-defaults in ``config/seg.yaml``. They are read-only: restart the node to change them.
+All parameters are declared from :data:`instrument_seg.ros.params.SEGMENTATION` (with
+descriptions) and listed with their defaults in ``config/seg.yaml``. They are read-only: restart
+the node to change them.
 """
 
 from __future__ import annotations
@@ -23,22 +24,14 @@ import math
 import sys
 import threading
 import time
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.exceptions import ParameterException
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
-from rclpy.qos import (
-    DurabilityPolicy,
-    HistoryPolicy,
-    QoSProfile,
-    ReliabilityPolicy,
-)
 from sensor_msgs.msg import Image
 
 from instrument_seg.errors import InputError
@@ -48,162 +41,17 @@ from instrument_seg.ros.conversions import (
     array_to_image,
     image_to_rgb8,
 )
+from instrument_seg.ros.params import (
+    SEGMENTATION,
+    SegmentationSettings,
+    declare,
+    segmentation_settings,
+    values_of,
+)
+from instrument_seg.ros.qos import qos_profile
 from instrument_seg.ros.realtime import Counters, Mailbox, RateLimiter
 
 NODE_NAME = "segmentation_node"
-BACKENDS = ("auto", "tensorrt", "onnxruntime", "torch")
-QOS_CHOICES = ("reliable", "sensor_data")
-
-#: name -> (default, description). The one place parameters are defined; config/seg.yaml lists
-#: the same names with the same defaults (a test keeps them in step).
-PARAMETERS: dict[str, tuple[Any, str]] = {
-    "model_path": (
-        "",
-        "Model to run: an ONNX file (.onnx), a TensorRT engine (.engine) or a training run "
-        "directory / checkpoint (.pt). Required.",
-    ),
-    "backend": (
-        "auto",
-        "Inference backend: auto | tensorrt | onnxruntime | torch. auto: .engine -> tensorrt "
-        "(or the ONNX its sidecar names, on onnxruntime, where TensorRT is unusable), .onnx -> "
-        "onnxruntime, run directory or .pt -> torch.",
-    ),
-    "input_size": (
-        [0, 0],
-        "Network input size [H, W]; [0, 0] uses the model's own. The torch backend runs a "
-        "checkpoint at any size; an ONNX file or engine has its size fixed at export, so a "
-        "different value there stops the node at start-up. Frames of any size are resized to "
-        "it and the outputs back to the frame's size.",
-    ),
-    "threshold": (
-        "",
-        "Binarisation of the confidence map: otsu (per frame), official (fixed value with small "
-        "component removal), or a number in (0, 1) (fixed; string or double). Empty: the "
-        "model's own setting.",
-    ),
-    "qos": (
-        "reliable",
-        "QoS of image, mask, confidence and overlay: reliable (keep-last queue_depth, reliable) "
-        "or sensor_data (keep-last queue_depth, best effort). See docs/ros.md for the "
-        "measurement behind the default.",
-    ),
-    "queue_depth": (
-        5,
-        "DDS history depth (keep-last) of the image subscription and the outputs. Frames waiting "
-        "in DDS beyond it are replaced unseen (1 lost ~40% of 1280x1024 frames at 30 Hz here, 5 "
-        "none, docs/ros.md); the executor hands every taken frame to a one-slot mailbox, so a "
-        "deeper queue adds no latency and every frame the worker skips is counted as dropped.",
-    ),
-    "max_pixels": (
-        4096 * 4096,
-        "Largest accepted width x height; bigger frames are rejected before any conversion.",
-    ),
-    "publish_overlay": (
-        True,
-        "Offer the overlay topic (rgb8 mask-on-frame); drawn only while something subscribes.",
-    ),
-    "threads": (
-        0,
-        "CPU threads of the backend: onnxruntime's intra-op threads, or torch.set_num_threads "
-        "(process-wide); 0 keeps the backend's default (one per core). Set 1 on a shared or "
-        "oversubscribed CPU, where several threads per inference run slower than one.",
-    ),
-    "diagnostics_period": (1.0, "Seconds between /diagnostics messages."),
-    "warning_period": (
-        5.0,
-        "Seconds between two warnings about the same kind of rejected frame (rate limit).",
-    ),
-}
-
-
-@dataclass(frozen=True)
-class Settings:
-    """Validated parameter values."""
-
-    model_path: str
-    backend: str
-    input_size: tuple[int, int] | None
-    threshold: str | float | None
-    qos: str
-    queue_depth: int
-    max_pixels: int
-    publish_overlay: bool
-    threads: int
-    diagnostics_period: float
-    warning_period: float
-
-
-def parse_threshold(text: str) -> str | float | None:
-    """``""`` -> None (model default), ``otsu``/``official`` as is, else a float in (0, 1).
-
-    Raises:
-        InputError: anything else.
-    """
-    text = text.strip()
-    if text in ("", "otsu", "official"):
-        return text or None
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not 0.0 < value < 1.0:
-        raise InputError(
-            f"parameter threshold is '{text}'; use otsu, official or a number in (0, 1)"
-        )
-    return value
-
-
-def settings_from(values: dict[str, Any]) -> Settings:
-    """Checks raw parameter values (name -> value) and returns them as :class:`Settings`.
-
-    Raises:
-        InputError: one sentence naming the parameter and its bad value.
-    """
-    model_path = str(values["model_path"]).strip()
-    if not model_path:
-        raise InputError("parameter model_path is empty; set it to a .onnx, .engine or .pt model")
-    for name, choices in (("backend", BACKENDS), ("qos", QOS_CHOICES)):
-        if values[name] not in choices:
-            raise InputError(
-                f"parameter {name} is '{values[name]}'; use one of {', '.join(choices)}"
-            )
-    size = [int(v) for v in values["input_size"]]
-    if len(size) != 2 or min(size) < 0 or (0 in size and size != [0, 0]):
-        raise InputError(f"parameter input_size is {size}; use [H, W] or [0, 0]")
-    for name in ("queue_depth", "max_pixels"):
-        if int(values[name]) < 1:
-            raise InputError(f"parameter {name} is {values[name]}; it must be at least 1")
-    if int(values["threads"]) < 0:
-        raise InputError(f"parameter threads is {values['threads']}; use 0 (default) or more")
-    for name in ("diagnostics_period", "warning_period"):
-        if not float(values[name]) > 0:
-            raise InputError(f"parameter {name} is {values[name]}; it must be positive")
-    return Settings(
-        model_path=model_path,
-        backend=values["backend"],
-        input_size=None if size == [0, 0] else (size[0], size[1]),
-        threshold=parse_threshold(str(values["threshold"])),
-        qos=values["qos"],
-        queue_depth=int(values["queue_depth"]),
-        max_pixels=int(values["max_pixels"]),
-        publish_overlay=bool(values["publish_overlay"]),
-        threads=int(values["threads"]),
-        diagnostics_period=float(values["diagnostics_period"]),
-        warning_period=float(values["warning_period"]),
-    )
-
-
-def qos_profile(name: str, depth: int) -> QoSProfile:
-    """``reliable`` or ``sensor_data`` (best effort), keep-last ``depth``, volatile."""
-    reliability = (
-        ReliabilityPolicy.RELIABLE if name == "reliable" else ReliabilityPolicy.BEST_EFFORT
-    )
-    return QoSProfile(
-        history=HistoryPolicy.KEEP_LAST,
-        depth=depth,
-        reliability=reliability,
-        durability=DurabilityPolicy.VOLATILE,
-    )
 
 
 class SegmentationNode(Node):
@@ -215,15 +63,8 @@ class SegmentationNode(Node):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(NODE_NAME, **kwargs)
-        for name, (default, description) in PARAMETERS.items():
-            descriptor = ParameterDescriptor(
-                description=description,
-                read_only=True,
-                # threshold is a word or a number: YAML "threshold: 0.5" must work as is.
-                dynamic_typing=name == "threshold",
-            )
-            self.declare_parameter(name, default, descriptor)
-        self.settings: Settings | None = None
+        declare(self, SEGMENTATION)
+        self.settings: SegmentationSettings | None = None
         self.segmenter: Any = None
         self.counters = Counters()
         self._mailbox = Mailbox()
@@ -242,8 +83,7 @@ class SegmentationNode(Node):
         Raises:
             InputError: a bad parameter or a model that cannot be loaded (one sentence).
         """
-        values = {name: self.get_parameter(name).value for name in PARAMETERS}
-        self.settings = s = settings_from(values)
+        self.settings = s = segmentation_settings(values_of(self, SEGMENTATION))
         from instrument_seg.inference import Segmenter  # the model stack loads with the node
 
         self.segmenter = Segmenter.from_path(
