@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from instrument_seg.cues import objectness as obj
+from instrument_seg.cues import windows
 from instrument_seg.cues.objectness import ALEXE_CUES, OBJECTNESS_METHODS, objectness_map
 from instrument_seg.errors import InputError
 
@@ -138,7 +139,7 @@ class TestInternals:
         rng = np.random.default_rng(0)
         boxes = np.array([[0, 0, 5, 4], [2, 1, 7, 6], [6, 5, 7, 6], [0, 3, 7, 6]])
         scores = rng.uniform(size=4)
-        total, count = obj._accumulate((6, 7), boxes, scores)
+        total, count = windows.accumulate((6, 7), boxes, scores)
         want_total, want_count = np.zeros((6, 7)), np.zeros((6, 7))
         for (x0, y0, x1, y1), s in zip(boxes, scores, strict=True):
             want_total[y0:y1, x0:x1] += s
@@ -147,40 +148,40 @@ class TestInternals:
         np.testing.assert_allclose(count, want_count, atol=1e-12)
 
     def test_windows_cross_border_and_cover_evenly(self):
-        grid = obj._Grid.over((64, 80), 64)
-        win = obj._sample_windows(grid.cells, 3000, (0.05, 1.0), 0)
+        grid = windows.Grid.over((64, 80), 64)
+        win = windows.sample_windows(grid.cells, 3000, (0.05, 1.0), 0)
         assert win.at_border.any(axis=1).mean() > 0.3  # many windows were clipped
         boxes = np.stack([grid.xs[win.x0], grid.ys[win.y0], grid.xs[win.x1], grid.ys[win.y1]], 1)
-        _, coverage = obj._accumulate((64, 80), boxes, np.ones(len(boxes)))
+        _, coverage = windows.accumulate((64, 80), boxes, np.ones(len(boxes)))
         corner, centre = coverage[:8, :8].mean(), coverage[28:36, 36:44].mean()
         assert 0.6 < corner / centre < 1.2  # no strong centre bias from the sampling
 
     def test_edge_density_skips_sides_on_border(self):
-        grid = obj._Grid.over((32, 32), 32)
+        grid = windows.Grid.over((32, 32), 32)
         edges = np.zeros((32, 32))
         edges[9:19, 0] = 1.0  # an edge along the image border, inside the windows' left ring
         box = (np.array([0, 0]), np.array([8, 8]), np.array([10, 10]), np.array([20, 20]))
         flags = np.array([[True, False, False, False], [False] * 4])  # same box, flagged or not
-        ed = obj._cue_ed(grid, obj._Windows(*box, at_border=flags), edges, ring=0.1)
+        ed = windows.cue_ed(grid, windows.Windows(*box, at_border=flags), edges, ring=0.1)
         assert ed[0] == 0.0 and ed[1] > 0.0
 
     def test_superpixel_straddling_prefers_whole_segment(self):
-        grid = obj._Grid.over((32, 32), 32)
+        grid = windows.Grid.over((32, 32), 32)
         labels = np.zeros((32, 32), np.int32)
         labels[8:16, 8:16] = 1
-        win = obj._Windows(
+        win = windows.Windows(
             np.array([8, 12]),
             np.array([8, 12]),
             np.array([16, 20]),
             np.array([16, 20]),
             np.zeros((2, 4), bool),
         )
-        ss = obj._cue_ss(grid, win, labels)
+        ss = windows.cue_ss(grid, win, labels)
         assert ss[0] == pytest.approx(1.0) and ss[1] < 0.6
 
     def test_rank01_constant_and_order(self):
-        np.testing.assert_allclose(obj._rank01(np.full(5, 2.0)), 0.5)
-        np.testing.assert_allclose(obj._rank01(np.array([3.0, 1.0, 2.0])), [1, 1 / 3, 2 / 3])
+        np.testing.assert_allclose(windows.rank01(np.full(5, 2.0)), 0.5)
+        np.testing.assert_allclose(windows.rank01(np.array([3.0, 1.0, 2.0])), [1, 1 / 3, 2 / 3])
 
     def test_spectral_residual_shape(self):
         sal = obj.spectral_residual(textured()[:, :, 0].astype(np.float32), 32)

@@ -7,9 +7,7 @@ with it directly too (topics, encodings, header stamps), independently of data/b
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import cv2
@@ -18,6 +16,8 @@ import pytest
 from rosbags.rosbag2 import Reader, StoragePlugin, Writer
 from rosbags.typesys import Stores, get_typestore
 
+from cli_support import assert_one_sentence_error
+from cli_support import run_cli as cli
 from instrument_seg.data import load_dataset
 from instrument_seg.data.bags import (
     DEFAULT_GT_TOPIC,
@@ -33,29 +33,6 @@ from instrument_seg.errors import InputError
 STORE = get_typestore(Stores.ROS2_KILTED)
 IMAGE = "sensor_msgs/msg/Image"
 TINY = ["data.size=[48,64]", "features.size=[48,64]", "model.width=4", "model.depth=2"]
-
-
-def cli(*args: object, check: bool = True) -> subprocess.CompletedProcess:
-    proc = subprocess.run(
-        [sys.executable, "-m", "instrument_seg", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, "OMP_NUM_THREADS": "1"},
-    )
-    if check and proc.returncode != 0:
-        raise AssertionError(f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
-    return proc
-
-
-def assert_one_sentence_error(proc: subprocess.CompletedProcess, *words: str) -> str:
-    assert proc.returncode == 2, proc.stdout + proc.stderr
-    errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
-    assert len(errors) == 1, proc.stderr
-    assert "Traceback" not in proc.stderr
-    for word in words:
-        assert word in errors[0], errors[0]
-    return errors[0]
 
 
 def raw_messages(bag: Path) -> dict[str, list[tuple[int, object]]]:
@@ -198,6 +175,7 @@ class TestWrite:
             "frame_0002.png",
         ]
         assert_same_frames(load_dataset(synth), load_dataset(tmp_path / "ex"))
+        assert [p.name for p in tmp_path.iterdir()] == ["ex"]  # no hidden sibling left
 
     def test_a_bag_of_a_bag(self, written, synth, tmp_path):
         bag, _, _ = written

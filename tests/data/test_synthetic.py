@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from instrument_seg.data import synthetic
+from instrument_seg.data import folders
 from instrument_seg.data.synthetic import (
     SynthConfig,
     render_sequence,
@@ -167,13 +167,13 @@ def test_write_dataset_rejects_bad_arguments(tmp_path: Path, n_sequences, n_fram
 def test_write_dataset_failure_leaves_nothing(tmp_path: Path, monkeypatch) -> None:
     calls = []
 
-    def failing_imwrite(path: Path, image: np.ndarray) -> None:
+    def failing_imwrite(path: Path, image: np.ndarray, what: str) -> None:
         calls.append(path)
         if len(calls) > 3:
             raise OSError("disk full")
         cv2.imwrite(str(path), image)
 
-    monkeypatch.setattr(synthetic, "_imwrite", failing_imwrite)
+    monkeypatch.setattr(folders, "_write_png", failing_imwrite)
     with pytest.raises(OSError):
         write_dataset(tmp_path / "out", 2, 2, (64, 80), seed=0)
     assert list(tmp_path.iterdir()) == []

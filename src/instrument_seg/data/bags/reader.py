@@ -1,81 +1,36 @@
-"""rosbag2 recordings as datasets, and datasets as rosbag2 recordings (no ROS needed).
+"""Reading rosbag2 bags as sequences of frames with optional ground truth (see
+:mod:`instrument_seg.data.bags` for how topics and sequences are chosen).
 
-Uses the pure-Python ``rosbags`` library, so this module never imports rclpy: a bag directory
-(``metadata.yaml`` + ``.mcap`` or ``.db3`` storage) or a bare ``.mcap`` / ``.db3`` file is
-read and written on machines without ROS.
-
-**Reading** (:func:`open_bag`, and :func:`instrument_seg.data.load_dataset` for a bag path):
-frames come from one ``sensor_msgs/msg/Image`` or ``sensor_msgs/msg/CompressedImage`` topic in
-recording order; ground truth (optional) from a second topic, paired with its frame by
-**identical header stamp**. Any non-zero ground-truth pixel is instrument. Image encodings:
-``rgb8``, ``bgr8``, ``rgba8``, ``bgra8``, ``mono8``, ``mono16`` (scaled by 255 / 65535, as
-cv_bridge does), plus ``8UC1`` / ``16UC1`` for masks. Topics are chosen as follows:
-
-1. the topics given explicitly;
-2. else the topics a bag written by :func:`write_bag` names in its metadata
-   (``custom_data``), which also splits it back into the original sequences and frame names;
-3. else :data:`DEFAULT_IMAGE_TOPIC` / :data:`DEFAULT_GT_TOPIC` when present, or the bag's only
-   image topic (no ground truth).
-
-A bag without instrument_seg metadata is one sequence named after the bag, frames
-``frame000000``, ``frame000001``... When a ground-truth topic is used, every frame must have a
-mask with its stamp and size; any problem is an :class:`~instrument_seg.errors.InputError`
-naming the bag, topic and stamp, raised when the bag is opened (before anything is computed or
-written).
-
-**Writing** (:func:`write_bag`): frames as ``rgb8`` and masks as ``mono8`` (0 / 255) with
-identical header stamps ``start + k / rate``, written to a hidden sibling directory and renamed
-at the end. :func:`extract_bag` writes a bag back out as the generic folder layout.
+:class:`BagIndex` scans the chosen topics once (headers only); pixels are read on demand, by
+sequential reads that stream and seek where needed.
 """
 
 from __future__ import annotations
 
 import json
-import math
-import os
-import shutil
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-import cv2
 import numpy as np
 import yaml
 
+from instrument_seg.data.bags.decoding import decode_frame, decode_mask
+from instrument_seg.data.bags.format import (
+    BAG_FILE_SUFFIXES,
+    COMPRESSED_TYPE,
+    DEFAULT_GT_TOPIC,
+    DEFAULT_IMAGE_TOPIC,
+    FRAME_ENCODINGS,
+    IMAGE_TYPES,
+    MASK_ENCODINGS,
+    META_PREFIX,
+    stamp_text,
+    typestore,
+)
 from instrument_seg.data.base import Dataset, Sequence
 from instrument_seg.errors import InputError
-from instrument_seg.imagemsg import (
-    ENCODINGS,
-    INPUT_ENCODINGS,
-    ImageFormatError,
-    image_to_array,
-    image_to_rgb8,
-)
-
-IMAGE_TYPE = "sensor_msgs/msg/Image"
-COMPRESSED_TYPE = "sensor_msgs/msg/CompressedImage"
-IMAGE_TYPES = (IMAGE_TYPE, COMPRESSED_TYPE)
-DEFAULT_IMAGE_TOPIC = "/camera/image_raw"
-DEFAULT_GT_TOPIC = "/camera/gt_mask"
-DEFAULT_FRAME_ID = "camera_optical_frame"
-DEFAULT_RATE = 30.0
-DEFAULT_START = 1_700_000_000  # seconds: fixed, so the same data always gives the same bag
-STORAGES = ("mcap", "sqlite3")
-BAG_FILE_SUFFIXES = (".mcap", ".db3")
-# custom_data keys of bags written here (rosbag2 metadata.yaml, version >= 6)
-META_PREFIX = "instrument_seg."
-META_FORMAT = "1"
-
-FRAME_ENCODINGS = INPUT_ENCODINGS
-MASK_ENCODINGS = tuple(e for e in ENCODINGS if e != "32FC1")
-
-
-def _typestore():
-    from rosbags.typesys import Stores, get_typestore
-
-    return get_typestore(Stores.ROS2_KILTED)
 
 
 def is_bag(path: Path) -> bool:
@@ -154,66 +109,6 @@ def describe_topics(topics: list[TopicInfo]) -> str:
 
 
 # --------------------------------------------------------------------------------------------
-# Decoding (rosbags message objects -> NumPy), the semantics of cv_bridge's imgmsg_to_cv2
-# --------------------------------------------------------------------------------------------
-
-
-def _pixels(msg: Any, where: str) -> np.ndarray:
-    """(H, W) or (H, W, C) view of an uncompressed Image message's data."""
-    if msg.encoding not in MASK_ENCODINGS:
-        raise InputError(
-            f"{where} has unsupported encoding '{msg.encoding}' "
-            f"(supported: {', '.join(MASK_ENCODINGS)})"
-        )
-    try:
-        return image_to_array(msg)
-    except ImageFormatError as exc:
-        raise InputError(f"{where} is malformed ({exc})") from exc
-
-
-def _decode_compressed(msg: Any, flags: int, where: str) -> np.ndarray:
-    buffer = np.asarray(msg.data, np.uint8)
-    image = cv2.imdecode(buffer, flags) if buffer.size else None
-    if image is None:
-        raise InputError(f"{where} cannot be decoded (format '{msg.format}')")
-    return image
-
-
-def decode_frame(msg: Any, msgtype: str, where: str) -> np.ndarray:
-    """A frame message as uint8 RGB (H, W, 3), a new contiguous array.
-
-    Raises:
-        InputError: unsupported encoding or malformed data (``where`` names topic and stamp).
-    """
-    if msgtype == COMPRESSED_TYPE:
-        image = _decode_compressed(msg, cv2.IMREAD_UNCHANGED, where)
-        if image.dtype == np.uint16:
-            image = np.rint(image * (255.0 / 65535.0)).astype(np.uint8)
-        if image.ndim == 2:
-            return cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
-        code = cv2.COLOR_BGRA2RGB if image.shape[2] == 4 else cv2.COLOR_BGR2RGB
-        return cv2.cvtColor(image, code)
-    if msg.encoding not in FRAME_ENCODINGS:
-        raise InputError(
-            f"{where} has encoding '{msg.encoding}', not a camera image "
-            f"(supported: {', '.join(FRAME_ENCODINGS)})"
-        )
-    _pixels(msg, where)  # checks the layout, with the message's whereabouts in the error
-    return np.ascontiguousarray(image_to_rgb8(msg))
-
-
-def decode_mask(msg: Any, msgtype: str, where: str) -> np.ndarray:
-    """A ground-truth message as bool (H, W): any non-zero pixel (any channel) is instrument."""
-    if msgtype == COMPRESSED_TYPE:
-        values = _decode_compressed(msg, cv2.IMREAD_UNCHANGED, where)
-    else:
-        values = _pixels(msg, where)
-    if values.ndim == 3:
-        values = values.max(axis=2)
-    return np.asarray(values) > 0
-
-
-# --------------------------------------------------------------------------------------------
 # Index of a bag: one pass over the chosen topics, then sequential reads with seeking
 # --------------------------------------------------------------------------------------------
 
@@ -233,11 +128,6 @@ class _Record:
     @property
     def stamp(self) -> int:
         return self.sec * 1_000_000_000 + self.nanosec
-
-
-def stamp_text(stamp_ns: int) -> str:
-    """Nanoseconds as ``SEC.NANOSEC`` (the way ``ros2 topic echo`` shows a stamp)."""
-    return f"{stamp_ns // 1_000_000_000}.{stamp_ns % 1_000_000_000:09d}"
 
 
 def _size(record: _Record, msgtype: str) -> tuple[int, int] | None:
@@ -282,8 +172,9 @@ class BagIndex:
 
     Args:
         path: bag directory or ``.mcap`` / ``.db3`` file.
-        image_topic: topic of the frames (None: see the module docstring).
-        gt_topic: topic of the ground truth (None: see the module docstring; ``""``: none).
+        image_topic: topic of the frames (None: see :mod:`instrument_seg.data.bags`).
+        gt_topic: topic of the ground truth (None: see :mod:`instrument_seg.data.bags`;
+            ``""``: none).
 
     Raises:
         InputError: missing or unreadable bag, absent topic (the message lists the topics
@@ -312,7 +203,7 @@ class BagIndex:
         self._frame_cursor = _Cursor(self.path, self.image_topic, self.frames)
         self._gt_cursor = _Cursor(self.path, self.gt_topic, self.truths) if self.gt_topic else None
         self._gt_of = self._pair() if self.gt_topic else None
-        self._store = _typestore()
+        self._store = typestore()
 
     # --- set-up ----------------------------------------------------------------------------
 
@@ -359,7 +250,7 @@ class BagIndex:
         return image_topic, gt_topic
 
     def _scan(self, reader) -> tuple[list[_Record], list[_Record]]:
-        store = _typestore()
+        store = typestore()
         wanted = {self.image_topic, self.gt_topic} - {""}
         conns = [c for c in reader.connections if c.topic in wanted]
         out: dict[str, list[_Record]] = {topic: [] for topic in wanted}
@@ -551,7 +442,7 @@ class BagSequence(Sequence):
 def open_bag(
     path: str | Path, image_topic: str | None = None, gt_topic: str | None = None
 ) -> list[BagSequence]:
-    """The sequences of a bag (see the module docstring for how topics are chosen).
+    """The sequences of a bag (see :mod:`instrument_seg.data.bags` for how topics are chosen).
 
     Raises:
         InputError: see :class:`BagIndex`.
@@ -570,248 +461,3 @@ def bag_dataset(
 ) -> Dataset:
     """A bag as a :class:`~instrument_seg.data.base.Dataset` (layout ``rosbag2``)."""
     return Dataset(str(path), open_bag(path, image_topic, gt_topic), "rosbag2")
-
-
-# --------------------------------------------------------------------------------------------
-# Writing
-# --------------------------------------------------------------------------------------------
-
-
-@dataclass
-class BagWriteResult:
-    """What :func:`write_bag` wrote."""
-
-    path: Path
-    storage: str
-    frames: int
-    sequences: int
-    with_gt: bool
-    sizes: list[tuple[int, int]]
-    image_topic: str
-    gt_topic: str
-    rate: float
-
-
-def _check_topic_name(topic: str, role: str) -> str:
-    topic = topic.strip()
-    if not topic.startswith("/") or topic.endswith("/") or " " in topic or "//" in topic:
-        raise InputError(
-            f"{role} topic '{topic}' is not an absolute ROS topic name such as /camera/image_raw"
-        )
-    return topic
-
-
-def _hidden_sibling(out: Path) -> Path:
-    return out.parent / f".{out.name}.tmp-{os.getpid()}"
-
-
-def write_bag(
-    dataset: Dataset,
-    out: str | Path,
-    storage: str = "mcap",
-    rate: float = DEFAULT_RATE,
-    image_topic: str = DEFAULT_IMAGE_TOPIC,
-    gt_topic: str = DEFAULT_GT_TOPIC,
-    frame_id: str = DEFAULT_FRAME_ID,
-    start: float = DEFAULT_START,
-    progress: Callable[[], None] | None = None,
-) -> BagWriteResult:
-    """Writes every frame of ``dataset`` (and its ground truth, if every sequence has it).
-
-    Frames go to ``image_topic`` as ``rgb8``, masks to ``gt_topic`` as ``mono8`` (0 / 255), both
-    with header stamp and bag timestamp ``start + k / rate`` (k over all frames, sequences one
-    after another) and ``frame_id``. Sequence and frame names are kept in the bag's
-    ``custom_data`` so reading it back gives the same sequences.
-
-    Args:
-        dataset: what to write (any layout :func:`~instrument_seg.data.load_dataset` reads).
-        out: bag directory to create (must not exist).
-        storage: ``mcap`` or ``sqlite3``.
-        rate: frames per second of the stamps.
-        image_topic: absolute topic of the frames.
-        gt_topic: absolute topic of the masks.
-        frame_id: header frame_id.
-        start: stamp of the first frame, seconds since the epoch.
-        progress: called once per frame written.
-
-    Raises:
-        InputError: bad storage, rate, topic or output path, or unreadable data; nothing is
-            left at ``out``.
-    """
-    from rosbags.rosbag2 import StoragePlugin, Writer
-
-    out = Path(out)
-    if storage not in STORAGES:
-        raise InputError(f"storage '{storage}' is not one of {', '.join(STORAGES)}")
-    if not (math.isfinite(rate) and rate > 0):
-        raise InputError(f"rate {rate} Hz must be a positive number")
-    image_topic = _check_topic_name(image_topic, "image")
-    gt_topic = _check_topic_name(gt_topic, "ground-truth")
-    if image_topic == gt_topic:
-        raise InputError(f"image and ground-truth topic are both {image_topic}")
-    if out.exists():
-        raise InputError(f"output bag {out} already exists; refusing to overwrite it")
-    if not out.parent.is_dir():
-        raise InputError(f"cannot write bag {out}: directory {out.parent} does not exist")
-    with_gt = dataset.has_masks
-    store = _typestore()
-    types = store.types
-    image_cls, header_cls, time_cls = (
-        types[IMAGE_TYPE],
-        types["std_msgs/msg/Header"],
-        types["builtin_interfaces/msg/Time"],
-    )
-    tmp_parent = _hidden_sibling(out)
-    shutil.rmtree(tmp_parent, ignore_errors=True)
-    tmp_parent.mkdir()
-    tmp = tmp_parent / out.name
-    start_ns = round(start * 1e9)
-    sizes: set[tuple[int, int]] = set()
-    plan = []
-    k = 0
-    try:
-        plugin = StoragePlugin.MCAP if storage == "mcap" else StoragePlugin.SQLITE3
-        with Writer(tmp, version=Writer.VERSION_LATEST, storage_plugin=plugin) as writer:
-            image_conn = writer.add_connection(image_topic, IMAGE_TYPE, typestore=store)
-            gt_conn = (
-                writer.add_connection(gt_topic, IMAGE_TYPE, typestore=store) if with_gt else None
-            )
-            for seq in dataset.sequences:
-                names = []
-                for i in range(len(seq)):
-                    rgb = np.ascontiguousarray(seq.image(i), np.uint8)
-                    h, w = rgb.shape[:2]
-                    sizes.add((h, w))
-                    t = start_ns + round(k * 1e9 / rate)
-                    header = header_cls(
-                        stamp=time_cls(sec=t // 1_000_000_000, nanosec=t % 1_000_000_000),
-                        frame_id=frame_id,
-                    )
-                    msg = image_cls(
-                        header=header,
-                        height=h,
-                        width=w,
-                        encoding="rgb8",
-                        is_bigendian=0,
-                        step=3 * w,
-                        data=rgb.reshape(-1),
-                    )
-                    writer.write(image_conn, t, store.serialize_cdr(msg, IMAGE_TYPE))
-                    if gt_conn is not None:
-                        gt = seq.mask(i)
-                        if gt is None or gt.shape != (h, w):
-                            shape = "none" if gt is None else f"{gt.shape[1]}x{gt.shape[0]}"
-                            raise InputError(
-                                f"ground truth of frame {seq.frame_name(i)} in sequence "
-                                f"'{seq.name}' is {shape} but the frame is {w}x{h}"
-                            )
-                        mono = np.ascontiguousarray(gt, bool).astype(np.uint8) * np.uint8(255)
-                        gt_msg = image_cls(
-                            header=header,
-                            height=h,
-                            width=w,
-                            encoding="mono8",
-                            is_bigendian=0,
-                            step=w,
-                            data=mono.reshape(-1),
-                        )
-                        writer.write(gt_conn, t, store.serialize_cdr(gt_msg, IMAGE_TYPE))
-                    names.append(seq.frame_name(i))
-                    k += 1
-                    if progress is not None:
-                        progress()
-                plan.append({"name": seq.name, "frames": names})
-            for key, value in (
-                ("format", META_FORMAT),
-                ("image_topic", image_topic),
-                ("gt_topic", gt_topic if with_gt else ""),
-                ("rate_hz", repr(float(rate))),
-                ("sequences", json.dumps(plan, separators=(",", ":"))),
-            ):
-                writer.set_custom_data(f"{META_PREFIX}{key}", value)
-        if k == 0:
-            raise InputError(f"{dataset.root} holds no frames; nothing to write")
-        tmp.rename(out)
-    except InputError:
-        raise
-    except Exception as exc:  # rosbags WriterError, OSError (disk full, permissions)
-        raise InputError(f"cannot write bag {out} ({type(exc).__name__}: {exc})") from exc
-    finally:
-        shutil.rmtree(tmp_parent, ignore_errors=True)
-    return BagWriteResult(
-        out,
-        storage,
-        k,
-        len(plan),
-        with_gt,
-        sorted(sizes),
-        image_topic,
-        gt_topic if with_gt else "",
-        float(rate),
-    )
-
-
-def extract_bag(
-    source: str | Path | Dataset,
-    out: str | Path,
-    image_topic: str | None = None,
-    gt_topic: str | None = None,
-    progress: Callable[[], None] | None = None,
-) -> tuple[Dataset, Path]:
-    """Writes a bag as the generic layout ``out/<sequence>/{images,masks}/<frame>.png``.
-
-    Everything goes to a hidden sibling directory first, renamed to ``out`` at the end.
-
-    Args:
-        source: the bag's path, or the bag already opened with :func:`bag_dataset` (then
-            ``image_topic`` and ``gt_topic`` are not used).
-        out: directory to create (it may exist only if empty).
-        image_topic, gt_topic: as for :func:`open_bag`.
-        progress: called once per frame written.
-
-    Returns:
-        The bag as a dataset, and ``out``.
-
-    Raises:
-        InputError: a bad bag (see :class:`BagIndex`), or ``out`` exists and is not an empty
-            directory.
-    """
-    out = Path(out)
-    if out.is_dir() and any(out.iterdir()):
-        raise InputError(f"output directory {out} is not empty; refusing to overwrite it")
-    if out.exists() and not out.is_dir():
-        raise InputError(f"output path {out} exists and is not a directory")
-    if not out.parent.is_dir():
-        raise InputError(f"cannot write {out}: directory {out.parent} does not exist")
-    if isinstance(source, Dataset):
-        dataset = source
-    else:
-        dataset = bag_dataset(source, image_topic, gt_topic)
-    tmp = _hidden_sibling(out)
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
-        for seq in dataset.sequences:
-            images = tmp / seq.name / "images"
-            images.mkdir(parents=True)
-            masks = tmp / seq.name / "masks"
-            if seq.has_masks:
-                masks.mkdir()
-            for i in range(len(seq)):
-                name = f"{seq.frame_name(i)}.png"
-                bgr = cv2.cvtColor(seq.image(i), cv2.COLOR_RGB2BGR)
-                if not cv2.imwrite(str(images / name), bgr):
-                    raise InputError(f"could not write image file {images / name}")
-                gt = seq.mask(i)
-                if gt is not None and not cv2.imwrite(
-                    str(masks / name), gt.astype(np.uint8) * np.uint8(255)
-                ):
-                    raise InputError(f"could not write mask file {masks / name}")
-                if progress is not None:
-                    progress()
-        if out.exists():
-            out.rmdir()  # empty, checked above
-        tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return dataset, out
