@@ -19,9 +19,10 @@ import torch
 
 from instrument_seg.data.synthetic import SynthConfig, render_sequence
 from instrument_seg.model.unet import UNet
-from instrument_seg.training.features import VGG16Features, extract_features
-from instrument_seg.training.loop import to_input
+from instrument_seg.training.feature_cache import extract_features
+from instrument_seg.training.features import VGG16Features
 from instrument_seg.training.losses import AGSDLoss
+from instrument_seg.training.trainset import to_input
 
 
 def timed(fn, repeats: int, sync) -> float:

@@ -19,7 +19,7 @@ from instrument_seg.data.synthetic import SynthConfig, render_sequence
 from instrument_seg.model.checkpoint import checkpoint_payload, model_kwargs
 from instrument_seg.model.contract import CHECKPOINT
 from instrument_seg.model.unet import UNet
-from instrument_seg.training.loop import to_input
+from instrument_seg.training.trainset import to_input
 
 SIZE = (64, 80)
 

@@ -18,7 +18,7 @@ from instrument_seg.inference.preprocess import (
     to_mask,
 )
 from instrument_seg.model.contract import NORM_MEAN, NORM_STD
-from instrument_seg.training.loop import to_input
+from instrument_seg.training.trainset import to_input
 
 CONTRACT = ModelContract(input_size=(32, 48), mean=NORM_MEAN, std=NORM_STD)
 DEFAULT = {"method": "otsu", "value": 0.6, "min_area": 10000.0}

@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
+import inspect
 import math
 
 import pytest
 import torch
 import torch.nn.functional as F
 
+from instrument_seg.config import load_config
 from instrument_seg.errors import InputError
 from instrument_seg.training.losses import (
     AGSDLoss,
     AnchorLoss,
     SemanticDiffusionLoss,
+    anchor_loss,
     anchor_loss_log,
     anchor_loss_paper,
-    full_loss,
+    diffusion_terms,
     l2_normalize_pixels,
     pool_fg_bg,
     semantic_diffusion,
@@ -76,6 +79,10 @@ class TestAnchorLoss:
         torch.testing.assert_close(
             AnchorLoss("paper")(z, a_pos, a_neg), anchor_loss_paper(torch.sigmoid(z), a_pos, a_neg)
         )
+        for form in ("log", "paper"):
+            module = AnchorLoss(form, w_pos=2.0, w_neg=0.5)
+            expected = anchor_loss(z, a_pos, a_neg, form, w_pos=2.0, w_neg=0.5)
+            assert torch.equal(module(z, a_pos, a_neg), expected)
 
     def test_shape_mismatch(self) -> None:
         z = torch.zeros(1, 1, 2, 2)
@@ -89,6 +96,11 @@ class TestAnchorLoss:
     def test_bad_form(self) -> None:
         with pytest.raises(InputError, match="'dice'"):
             AnchorLoss("dice")
+        z = torch.zeros(1, 1, 2, 2)
+        with pytest.raises(InputError, match="'dice'"):
+            anchor_loss(z, z, z, form="dice")
+        with pytest.raises(InputError, match=r"z must be a \(B, 1, H, W\)"):
+            anchor_loss(torch.zeros(1, 2, 2, 2), z, z, form="paper")
 
 
 class TestPoolFgBg:
@@ -232,8 +244,34 @@ class TestSemanticDiffusion:
         loss.backward()
         assert z_t.grad.abs().sum() > 0 and z_t1.grad.abs().sum() > 0
 
+    def test_diffusion_terms_pool_then_compare(self) -> None:
+        torch.manual_seed(3)
+        z_t, z_t1 = torch.randn(2, 1, 16, 16), torch.randn(2, 1, 16, 16)
+        f_t, f_t1 = torch.rand(2, 8, 4, 4), torch.rand(2, 8, 4, 4)
+        for form, up in (("paper", "bilinear"), ("official", "nearest")):
+            got = diffusion_terms(z_t, z_t1, f_t, f_t1, form=form, upsampling=up)
+            fg_t, bg_t = pool_fg_bg(torch.sigmoid(z_t), f_t, upsampling=up)
+            fg_t1, bg_t1 = pool_fg_bg(torch.sigmoid(z_t1), f_t1, upsampling=up)
+            expected = semantic_diffusion(fg_t, bg_t, fg_t1, bg_t1, form=form)
+            for a, b in zip(got, expected, strict=True):
+                assert torch.equal(a, b)
+            module = SemanticDiffusionLoss(form, upsampling=up)
+            for a, b in zip(module.parts(z_t, z_t1, f_t, f_t1), got, strict=True):
+                assert torch.equal(a, b)
 
-class TestFullLoss:
+    def test_diffusion_terms_bad_input(self) -> None:
+        z, f = torch.zeros(1, 1, 8, 8), torch.rand(1, 4, 2, 2)
+        with pytest.raises(InputError, match=r"z_t1 has shape \(1, 1, 8, 4\)"):
+            diffusion_terms(z, torch.zeros(1, 1, 8, 4), f, f)
+        with pytest.raises(InputError, match=r"feats_t1 has shape \(1, 4, 1, 2\)"):
+            diffusion_terms(z, z, f, torch.rand(1, 4, 1, 2))
+        with pytest.raises(InputError, match=r"feats_t must be a \(B, C, h, w\)"):
+            diffusion_terms(z, z, torch.rand(4, 2, 2), f)
+
+
+class TestAGSDLoss:
+    """The full loss (Eq. 5), built from the anchor and semantic-diffusion modules."""
+
     @staticmethod
     def _batch(seed: int = 0) -> dict[str, torch.Tensor]:
         g = torch.Generator().manual_seed(seed)
@@ -251,7 +289,7 @@ class TestFullLoss:
 
     def test_equation_5(self) -> None:
         b = self._batch()
-        total, parts = full_loss(**b, diffusion_form="official", w_fg=0.5, w_bg=2.0)
+        total, parts = AGSDLoss(diffusion_form="official", weights=(0.5, 2.0))(**b)
         anc = anchor_loss_log(b["z_t"], b["a_pos_t"], b["a_neg_t"]) + anchor_loss_log(
             b["z_t1"], b["a_pos_t1"], b["a_neg_t1"]
         )
@@ -266,14 +304,14 @@ class TestFullLoss:
 
     def test_ablation_switches(self) -> None:
         b = self._batch()
-        anc_only, parts = full_loss(
-            **{**b, "feats_t": None, "feats_t1": None}, use_fg=False, use_bg=False
+        anc_only, parts = AGSDLoss(use_fg=False, use_bg=False)(
+            **{**b, "feats_t": None, "feats_t1": None}
         )
         assert parts["fg"] == parts["bg"] == 0.0
         assert float(anc_only) == pytest.approx(parts["anc_t"] + parts["anc_t1"], rel=1e-6)
-        with_fg, p_fg = full_loss(**b, use_bg=False)
-        with_bg, p_bg = full_loss(**b, use_fg=False)
-        full, p_full = full_loss(**b)
+        with_fg, p_fg = AGSDLoss(use_bg=False)(**b)
+        with_bg, p_bg = AGSDLoss(use_fg=False)(**b)
+        full, p_full = AGSDLoss()(**b)
         assert p_fg["bg"] == 0.0 and p_bg["fg"] == 0.0
         assert float(with_fg) == pytest.approx(float(anc_only) + p_full["fg"], rel=1e-6)
         assert float(with_bg) == pytest.approx(float(anc_only) + p_full["bg"], rel=1e-6)
@@ -282,14 +320,14 @@ class TestFullLoss:
     def test_features_required_when_diffusion_is_on(self) -> None:
         b = {**self._batch(), "feats_t1": None}
         with pytest.raises(InputError, match="feats_t and feats_t1 are required"):
-            full_loss(**b)
+            AGSDLoss()(**b)
 
     def test_shape_mismatch(self) -> None:
         b = self._batch()
         with pytest.raises(InputError, match="a_neg_t1 has shape"):
-            full_loss(**{**b, "a_neg_t1": torch.rand(2, 1, 16, 8)})
+            AGSDLoss()(**{**b, "a_neg_t1": torch.rand(2, 1, 16, 8)})
         with pytest.raises(InputError, match="feats_t1 has shape"):
-            full_loss(**{**b, "feats_t1": torch.rand(2, 8, 2, 2)})
+            AGSDLoss()(**{**b, "feats_t1": torch.rand(2, 8, 2, 2)})
 
     def test_modules_from_config_style_kwargs(self) -> None:
         b = self._batch()
@@ -303,24 +341,46 @@ class TestFullLoss:
         module = AGSDLoss(**cfg)
         assert module.needs_features
         total, parts = module(**b)
-        ref, ref_parts = full_loss(
-            **b,
-            anchor_form="paper",
-            diffusion_form="official",
-            m_fg=0.05,
-            m_bg=0.45,
-            w_fg=0.5,
-            w_bg=2.0,
-            use_fg=False,
+        anc_t = anchor_loss(b["z_t"], b["a_pos_t"], b["a_neg_t"], form="paper")
+        anc_t1 = anchor_loss(b["z_t1"], b["a_pos_t1"], b["a_neg_t1"], form="paper")
+        _, l_bg = diffusion_terms(
+            b["z_t"], b["z_t1"], b["feats_t"], b["feats_t1"], 0.05, 0.45, form="official"
         )
-        torch.testing.assert_close(total, ref)
-        assert parts == pytest.approx(ref_parts)
+        torch.testing.assert_close(total, anc_t + anc_t1 + 2.0 * l_bg)
+        ref_parts = {"anc_t": anc_t, "anc_t1": anc_t1, "fg": 0.0, "bg": l_bg, "total": total}
+        assert parts == pytest.approx({k: float(v) for k, v in ref_parts.items()})
         diff = SemanticDiffusionLoss("official", weights=(0.5, 2.0))
         assert (diff.m_fg, diff.m_bg) == (0.05, 0.45)
         l_fg, l_bg = diff.parts(b["z_t"], b["z_t1"], b["feats_t"], b["feats_t1"])
         torch.testing.assert_close(
             diff(b["z_t"], b["z_t1"], b["feats_t"], b["feats_t1"]), 0.5 * l_fg + 2.0 * l_bg
         )
+
+    def test_built_from_its_term_modules(self) -> None:
+        """forward goes through ``anchor`` and ``diffusion`` (one computation path)."""
+        b = self._batch()
+        module = AGSDLoss(diffusion_form="official", weights=(0.5, 2.0))
+        total, parts = module(**b)
+        anc_t = module.anchor(b["z_t"], b["a_pos_t"], b["a_neg_t"])
+        anc_t1 = module.anchor(b["z_t1"], b["a_pos_t1"], b["a_neg_t1"])
+        l_fg, l_bg = module.diffusion.parts(b["z_t"], b["z_t1"], b["feats_t"], b["feats_t1"])
+        assert torch.equal(total, anc_t + anc_t1 + 0.5 * l_fg + 2.0 * l_bg)
+        assert (parts["anc_t"], parts["fg"], parts["bg"]) == (
+            float(anc_t),
+            float(l_fg),
+            float(l_bg),
+        )
+        module.anchor.w_pos = 3.0  # the members are what forward uses
+        assert float(module(**b)[0]) != float(total)
+
+    def test_keywords_are_the_config_loss_keys(self) -> None:
+        """``AGSDLoss(**config["loss"])`` builds the configured loss from the defaults YAML."""
+        config = load_config([])
+        assert set(inspect.signature(AGSDLoss).parameters) == set(config["loss"])
+        module = AGSDLoss(**config["loss"])
+        assert module.anchor.form == config["loss"]["anchor_form"]
+        assert module.diffusion.upsampling == config["loss"]["upsampling"]
+        assert module.needs_features
 
     def test_defaults(self) -> None:
         module = AGSDLoss()

@@ -21,7 +21,8 @@ from instrument_seg.errors import InputError
 from instrument_seg.evaluation.cue_scores import combo_key, evaluate_cues, threshold_kwargs
 from instrument_seg.evaluation.dataset import evaluate_dataset
 from instrument_seg.inference import Segmenter
-from instrument_seg.training.loop import split_sequences, subset, train
+from instrument_seg.training.loop import train
+from instrument_seg.training.splits import split_sequences, subset
 
 TABLE1 = {
     "L_anc": (False, False),

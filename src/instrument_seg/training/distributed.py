@@ -8,7 +8,7 @@ method of :class:`Distributed` is a no-op, so ``train()`` is the single-process 
 The backend is NCCL when training on CUDA (one GPU per process, ``cuda:LOCAL_RANK``), gloo on
 the CPU.
 
-What a step does (``train._train`` calls the hooks marked ``ddp``):
+What a step does (:mod:`instrument_seg.training.loop` calls the hooks marked ``ddp``):
 
 - **Same batches.** Every process draws the same global batch of frame pairs for a step (the
   seeded ``_batch_order``) and takes its own ``batch_size / world_size`` consecutive pairs of it

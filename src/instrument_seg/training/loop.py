@@ -2,24 +2,27 @@
 
 A run directory holds ``config.yaml`` (the resolved config), ``checkpoint.pt`` (model, optimizer,
 step and the preprocessing contract), ``loss.csv`` (one row per step) and ``summary.json``.
+
+:func:`train` sets a run up once (:func:`_setup`: split, model, loss, training set, optimizer,
+resumed state), then repeats :func:`_step` (one optimizer step) with logging and checkpoints
+(:func:`_fit`). Under torchrun the processes train together; the lines marked ``ddp`` are where
+:mod:`instrument_seg.training.distributed` takes part (each is a no-op in a single process).
 """
 
 from __future__ import annotations
 
 import csv
 import time
-from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 import torch
+from torch import nn
 
 from instrument_seg.config import load_config, save_config, working_size
-from instrument_seg.cues.anchors import make_anchors
-from instrument_seg.cues.pipeline import FrameCues, dataset_cues
+from instrument_seg.cues.pipeline import FrameCues
 from instrument_seg.data import Dataset
 from instrument_seg.errors import InputError
 from instrument_seg.fileio import write_json
@@ -29,187 +32,23 @@ from instrument_seg.model.checkpoint import (
     model_kwargs,
     save_checkpoint,
 )
-from instrument_seg.model.contract import CHECKPOINT, NORM_MEAN, NORM_STD
+from instrument_seg.model.contract import CHECKPOINT
 from instrument_seg.model.unet import UNet
 from instrument_seg.training.distributed import Distributed, session
-from instrument_seg.training.features import FeatureCache, VGG16Features
+from instrument_seg.training.features import VGG16Features
 from instrument_seg.training.losses import AGSDLoss
+from instrument_seg.training.splits import split_sequences, subset
+from instrument_seg.training.trainset import TrainingSet, build_training_set, to_input
 
-SETTINGS = ("ss", "tt")
-SUPERVISION_LEVELS = (0, 50, 100)
-ENDOVIS_FOLDS = ((1, 3), (2, 5), (4, 8), (6, 7))
 LOG_FIELDS = ("step", "total", "anc_t", "anc_t1", "fg", "bg", "seconds")
 
 
-# --- splits ----------------------------------------------------------------------------------
-
-
-def _endovis_number(name: str) -> int | None:
-    prefix = "instrument_dataset_"
-    number = name.removeprefix(prefix)
-    return int(number) if name.startswith(prefix) and number.isdigit() else None
-
-
-def split_sequences(
-    dataset: Dataset, setting: str, fold: int | None, n_folds: int = 4
-) -> tuple[list[int], list[int]]:
-    """Indices of the training and test sequences.
-
-    SS learns and infers on every sequence. TT holds out one fold: on EndoVis 2017 the paper's
-    folds {1,3}, {2,5}, {4,8}, {6,7} (by ``instrument_dataset_N``), elsewhere sequence ``k`` (in
-    name order) belongs to fold ``k % n_folds``.
+def resolve_device(name: str) -> torch.device:
+    """``train.device`` as a device: ``auto`` is cuda when available, else cpu.
 
     Raises:
-        InputError: unknown setting, fold out of range, or an empty side of the split.
+        InputError: An unknown name, or cuda without a CUDA device.
     """
-    if setting not in SETTINGS:
-        raise InputError(f"unknown setting '{setting}' (valid: {', '.join(SETTINGS)})")
-    everything = list(range(len(dataset.sequences)))
-    if setting == "ss":
-        return everything, everything
-    numbers = [_endovis_number(s.name) for s in dataset.sequences]
-    endovis = all(n is not None for n in numbers)
-    count = len(ENDOVIS_FOLDS) if endovis else n_folds
-    if fold is None or not 0 <= fold < count:
-        raise InputError(f"fold {fold} is not valid for setting tt (use 0..{count - 1})")
-    if endovis:
-        test = [k for k, n in enumerate(numbers) if n in ENDOVIS_FOLDS[fold]]
-    else:
-        test = [k for k in everything if k % n_folds == fold]
-    train = [k for k in everything if k not in test]
-    if not test:
-        raise InputError(f"fold {fold} of {dataset.root} holds no sequence to test on")
-    if not train:
-        raise InputError(f"fold {fold} leaves no sequence of {dataset.root} to train on")
-    return train, test
-
-
-def subset(dataset: Dataset, indices: list[int]) -> Dataset:
-    return Dataset(dataset.root, [dataset.sequences[k] for k in indices], dataset.layout)
-
-
-# --- data ------------------------------------------------------------------------------------
-
-
-@dataclass
-class TrainingSet:
-    """Everything a training step reads, at working size, held in memory.
-
-    Attributes:
-        frames: uint8 (N, H, W, 3) RGB frames.
-        a_pos: float32 (N, H, W) positive anchors (or ground truth where supervised).
-        a_neg: float32 (N, H, W) negative anchors.
-        feats: float32 (N, C, h, w) frozen features, or None when no diffusion term is on.
-        pairs: int64 (P, 2) frame indices of the training pairs.
-        names: (sequence, frame) of each frame.
-    """
-
-    frames: np.ndarray
-    a_pos: np.ndarray
-    a_neg: np.ndarray
-    feats: torch.Tensor | None
-    pairs: np.ndarray
-    names: list[tuple[str, str]]
-
-
-def _resize_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    return cv2.resize(mask.astype(np.uint8), (size[1], size[0]), cv2.INTER_NEAREST) > 0
-
-
-def build_training_set(
-    dataset: Dataset,
-    config: Mapping[str, Any],
-    features: VGG16Features | None,
-    cache_dir: Path | None = None,
-    progress: Callable[[], None] | None = None,
-    frame_cues: list[FrameCues] | None = None,
-) -> TrainingSet:
-    """Cues, anchors (or ground truth), features and pairs of every frame of ``dataset``.
-
-    ``frame_cues`` may hold this dataset's cues computed earlier (with every enabled cue and the
-    ground truth), e.g. shared by the runs of an ablation.
-    """
-    supervision = int(config["train"]["supervision"])
-    if supervision not in SUPERVISION_LEVELS:
-        raise InputError(
-            f"train.supervision must be one of {SUPERVISION_LEVELS} (% of frames), got "
-            f"{supervision}"
-        )
-    if supervision and not dataset.has_masks:
-        raise InputError(
-            f"train.supervision={supervision} needs ground-truth masks, but {dataset.root} "
-            "has frames without them"
-        )
-    if config["data"]["still_images"]:
-        pairs = [
-            (a.sequence, a.index, b.sequence, b.index)
-            for a, b in dataset.random_pairs(np.random.default_rng(int(config["seed"])))
-        ]
-    else:
-        pairs = [(a.sequence, a.index, b.sequence, b.index) for a, b in dataset.adjacent_pairs()]
-    offsets = np.cumsum([0] + [len(s) for s in dataset.sequences])
-    flat = np.array([(offsets[s] + i, offsets[t] + j) for s, i, t, j in pairs], np.int64)
-    size = working_size(config)
-    if frame_cues is None:
-        frames = dataset_cues(dataset, config, progress=progress, with_gt=supervision > 0)
-    else:
-        frames = frame_cues
-        if len(frames) != len(dataset):
-            raise InputError(f"{len(frames)} precomputed cue sets for {len(dataset)} frames")
-    enabled = config["cues"]["enabled"]
-    index_in_seq = [i for seq in dataset.sequences for i in range(len(seq))]
-    a_pos, a_neg = [], []
-    for fc, i in zip(frames, index_in_seq, strict=True):
-        if supervision == 100 or (supervision == 50 and i % 2 == 0):
-            gt = _resize_mask(fc.gt, size).astype(np.float32)
-            pos, neg = gt, 1.0 - gt
-        else:
-            pos, neg = make_anchors(fc.cues, enabled)
-        a_pos.append(pos)
-        a_neg.append(neg)
-    feats = None
-    if features is not None:
-        cache = FeatureCache(features, tuple(config["features"]["size"]), cache_dir)
-        feats = torch.stack([cache.get(fc.image) for fc in frames])
-    return TrainingSet(
-        frames=np.stack([fc.image for fc in frames]),
-        a_pos=np.stack(a_pos).astype(np.float32),
-        a_neg=np.stack(a_neg).astype(np.float32),
-        feats=feats,
-        pairs=flat,
-        names=[(fc.sequence, fc.name) for fc in frames],
-    )
-
-
-def to_input(frames: np.ndarray, device: torch.device | str = "cpu") -> torch.Tensor:
-    """uint8 (N, H, W, 3) RGB -> normalised float (N, 3, H, W), the U-Net's input contract."""
-    x = torch.from_numpy(np.ascontiguousarray(frames)).to(device).permute(0, 3, 1, 2).float()
-    mean = torch.tensor(NORM_MEAN, device=device).view(1, 3, 1, 1)
-    std = torch.tensor(NORM_STD, device=device).view(1, 3, 1, 1)
-    return (x / 255.0 - mean) / std
-
-
-# --- model, loss, checkpoints ----------------------------------------------------------------
-
-
-def build_loss(config: Mapping[str, Any]) -> AGSDLoss:
-    c = config["loss"]
-    return AGSDLoss(
-        anchor_form=c["anchor_form"],
-        w_pos=float(c["w_pos"]),
-        w_neg=float(c["w_neg"]),
-        diffusion_form=c["diffusion_form"],
-        margins=c["margins"],
-        weights=c["weights"],
-        weighted_mean=bool(c["weighted_mean"]),
-        l2_normalize=bool(c["l2_normalize"]),
-        use_fg=bool(c["use_fg"]),
-        use_bg=bool(c["use_bg"]),
-        upsampling=c["upsampling"],
-    )
-
-
-def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name not in ("cpu", "cuda"):
@@ -229,28 +68,6 @@ def run_config(
     return load_config([*base, *files], overrides)
 
 
-# --- the loop --------------------------------------------------------------------------------
-
-
-def _batch_order(n_pairs: int, batch: int, seed: int, step: int) -> np.ndarray:
-    """Pair indices of ``step``: epochs are seeded permutations, so resuming is exact."""
-    per_epoch = max(1, n_pairs // batch) if n_pairs >= batch else 1
-    epoch, k = divmod(step, per_epoch)
-    order = np.random.default_rng([seed, epoch]).permutation(n_pairs)
-    if n_pairs < batch:
-        return np.resize(order, batch)
-    return order[k * batch : (k + 1) * batch]
-
-
-def _prepare_out(out: Path, resume: bool) -> dict[str, Any] | None:
-    ckpt = out / CHECKPOINT
-    if resume:
-        return load_checkpoint(ckpt) if ckpt.is_file() else None
-    if out.exists() and any(out.iterdir()):
-        raise InputError(f"run directory {out} is not empty (pass --resume to continue it)")
-    return None
-
-
 def train(
     dataset: Dataset,
     out: str | Path,
@@ -268,13 +85,14 @@ def train(
         dataset: frames to learn from (no labels needed unless ``train.supervision`` > 0).
         out: run directory (created; must be empty unless ``resume``).
         config: resolved config.
-        setting: ``ss`` or ``tt`` (see :func:`split_sequences`).
+        setting: ``ss`` or ``tt`` (see :func:`~instrument_seg.training.splits.split_sequences`).
         fold: TT fold.
         resume: continue from ``out/checkpoint.pt`` if present (``config`` should start from
             the run's ``config.yaml``, see :func:`run_config`).
         cache_dir: where frozen features are cached (default ``out/cache``).
         progress: show progress bars.
-        frame_cues: precomputed cues of the training frames (see :func:`build_training_set`).
+        frame_cues: precomputed cues of the training frames (see
+            :func:`~instrument_seg.training.trainset.build_training_set`).
 
     Returns:
         The summary also written to ``out/summary.json``.
@@ -285,14 +103,47 @@ def train(
     """
     # ddp: under torchrun (WORLD_SIZE > 1) this process trains its share of each batch
     with session(resolve_device(config["train"]["device"])) as ddp:
-        return _train(
-            dataset, out, config, setting, fold, resume, cache_dir, progress, frame_cues, ddp
+        run = _setup(
+            dataset, Path(out), config, setting, fold, resume, cache_dir, progress, frame_cues, ddp
         )
+        return _fit(run)
 
 
-def _train(
+# --- setup -----------------------------------------------------------------------------------
+
+
+@dataclass
+class _Run:
+    """A run set up by :func:`_setup`: everything :func:`_step` and :func:`_fit` use."""
+
+    out: Path
+    config: dict[str, Any]
+    ddp: Distributed
+    model: UNet  # the plain U-Net (checkpoints, optimizer)
+    net: nn.Module  # what the step calls: ``model``, or DDP around it under torchrun
+    optimizer: torch.optim.Optimizer
+    loss_fn: AGSDLoss
+    data: TrainingSet
+    a_pos: torch.Tensor  # float32 (N, 1, H, W), on the CPU
+    a_neg: torch.Tensor  # float32 (N, 1, H, W), on the CPU
+    steps: int
+    batch: int  # global batch (pairs per step, over all processes)
+    start_step: int  # 0, or the resumed checkpoint's step
+    split: dict[str, Any]  # setting, fold, train_sequences, test_sequences
+    quiet: bool | None  # tqdm's ``disable``
+
+    @property
+    def device(self) -> torch.device:
+        return self.ddp.device  # ddp: resolve_device(train.device), cuda:LOCAL_RANK under torchrun
+
+    @property
+    def seed(self) -> int:
+        return int(self.config["seed"])
+
+
+def _setup(
     dataset: Dataset,
-    out: str | Path,
+    out: Path,
     config: dict[str, Any],
     setting: str,
     fold: int | None,
@@ -301,50 +152,26 @@ def _train(
     progress: bool,
     frame_cues: list[FrameCues] | None,
     ddp: Distributed,
-) -> dict[str, Any]:
-    from tqdm import tqdm
-
-    out = Path(out)
-    train_idx, test_idx = split_sequences(dataset, setting, fold, int(config["train"]["n_folds"]))
-    previous = _prepare_out(out, resume)
-    if previous is not None and previous["model_kwargs"] != model_kwargs(config):
-        raise InputError(
-            f"cannot resume {out}: its model {previous['model_kwargs']} differs from the "
-            f"config's {model_kwargs(config)}"
-        )
-    seed = int(config["seed"])
-    torch.manual_seed(seed)
-    if int(config["train"]["threads"]) > 0:
-        torch.set_num_threads(int(config["train"]["threads"]))
-    device = ddp.device  # ddp: resolve_device(train.device), cuda:LOCAL_RANK under torchrun
-    if device.type == "cpu":
-        torch.set_flush_denormal(True)  # denormals in the backward pass slow CPU steps ~3x
-    loss_fn = build_loss(config)
+) -> _Run:
+    """Checks the arguments and builds the run, in an order that fixes the random numbers: the
+    seed, then the U-Net's initial weights, then the training set."""
+    tc = config["train"]
+    train_idx, test_idx = split_sequences(dataset, setting, fold, int(tc["n_folds"]))
+    previous = _previous_checkpoint(out, resume, config)
+    _configure_torch(int(config["seed"]), int(tc["threads"]), ddp.device)
+    loss_fn = AGSDLoss(**config["loss"])
     model = UNet(**model_kwargs(config))
     model.check_input(torch.zeros(1, 3, *working_size(config)))
-    tc = config["train"]
     steps, batch = int(tc["steps"]), int(tc["batch_size"])
     if steps < 1 or batch < 1:
         raise InputError(f"train.steps and train.batch_size must be >= 1, got {steps}, {batch}")
     ddp.check_batch(batch)  # ddp: the global batch splits evenly over the processes
-    features = None
-    if loss_fn.needs_features:
-        fc = config["features"]
-        features = VGG16Features.from_source(fc["source"], fc["path"]).to(device)
-    train_set = subset(dataset, train_idx)
     quiet = not (progress and ddp.is_main) or None  # ddp: bars on rank 0 only
-    with tqdm(total=len(train_set), desc="cues+features", unit="frame", disable=quiet) as bar:
-        data = ddp.main_first(  # ddp: rank 0 fills the cue/feature caches, then the others
-            build_training_set,
-            train_set,
-            config,
-            features,
-            cache_dir or out / "cache",
-            bar.update,
-            frame_cues,
-        )
-    del features
-    model.to(device)
+    cache_dir = cache_dir or out / "cache"
+    data = _training_set(
+        subset(dataset, train_idx), config, loss_fn, cache_dir, frame_cues, ddp, quiet
+    )
+    model.to(ddp.device)
     optimizer = torch.optim.Adam(
         model.parameters(), lr=float(tc["lr"]), weight_decay=float(tc["weight_decay"])
     )
@@ -354,96 +181,211 @@ def _train(
         optimizer.load_state_dict(previous["optimizer"])
         start_step = int(previous["step"])
     net = ddp.wrap(model)  # ddp: SyncBatchNorm + DistributedDataParallel (else model itself)
-    out.mkdir(parents=True, exist_ok=True)
-    if ddp.is_main:  # ddp: run files from rank 0 only
-        save_config(config, out / "config.yaml")
-    log_path = ddp.run_file(out / "loss.csv")
-    rows = []
-    if start_step and log_path.is_file():
-        with log_path.open() as f:
-            rows = [r for r in csv.DictReader(f) if int(r["step"]) <= start_step]
-    with log_path.open("w", newline="") as f:
-        writer = csv.DictWriter(f, LOG_FIELDS)
-        writer.writeheader()
-        writer.writerows(rows)
     split = {
         "setting": setting,
         "fold": fold,
         "train_sequences": [dataset.sequences[k].name for k in train_idx],
         "test_sequences": [dataset.sequences[k].name for k in test_idx],
     }
+    return _Run(
+        out=out,
+        config=config,
+        ddp=ddp,
+        model=model,
+        net=net,
+        optimizer=optimizer,
+        loss_fn=loss_fn,
+        data=data,
+        a_pos=torch.from_numpy(data.a_pos).unsqueeze(1),
+        a_neg=torch.from_numpy(data.a_neg).unsqueeze(1),
+        steps=steps,
+        batch=batch,
+        start_step=start_step,
+        split=split,
+        quiet=quiet,
+    )
 
-    def save(step: int) -> None:
-        if not ddp.is_main:  # ddp
-            return
-        payload = checkpoint_payload(model, config, step=step, optimizer=optimizer, **split)
-        save_checkpoint(payload, out / CHECKPOINT)
 
-    a_pos = torch.from_numpy(data.a_pos).unsqueeze(1)
-    a_neg = torch.from_numpy(data.a_neg).unsqueeze(1)
-    model.train()
+def _previous_checkpoint(out: Path, resume: bool, config: dict[str, Any]) -> dict[str, Any] | None:
+    """The checkpoint to resume from (None: start afresh); ``out`` must be empty otherwise."""
+    ckpt = out / CHECKPOINT
+    if not resume:
+        if out.exists() and any(out.iterdir()):
+            raise InputError(f"run directory {out} is not empty (pass --resume to continue it)")
+        return None
+    previous = load_checkpoint(ckpt) if ckpt.is_file() else None
+    if previous is not None and previous["model_kwargs"] != model_kwargs(config):
+        raise InputError(
+            f"cannot resume {out}: its model {previous['model_kwargs']} differs from the "
+            f"config's {model_kwargs(config)}"
+        )
+    return previous
+
+
+def _configure_torch(seed: int, threads: int, device: torch.device) -> None:
+    torch.manual_seed(seed)
+    if threads > 0:
+        torch.set_num_threads(threads)
+    if device.type == "cpu":
+        torch.set_flush_denormal(True)  # denormals in the backward pass slow CPU steps ~3x
+
+
+def _training_set(
+    train_set: Dataset,
+    config: dict[str, Any],
+    loss_fn: AGSDLoss,
+    cache_dir: Path,
+    frame_cues: list[FrameCues] | None,
+    ddp: Distributed,
+    quiet: bool | None,
+) -> TrainingSet:
+    """The training set, with frozen features when a diffusion term is on (the extractor is
+    freed afterwards: features are computed once per frame)."""
+    from tqdm import tqdm
+
+    features = None
+    if loss_fn.needs_features:
+        fc = config["features"]
+        features = VGG16Features.from_source(fc["source"], fc["path"]).to(ddp.device)
+    with tqdm(total=len(train_set), desc="cues+features", unit="frame", disable=quiet) as bar:
+        return ddp.main_first(  # ddp: rank 0 fills the cue/feature caches, then the others
+            build_training_set, train_set, config, features, cache_dir, bar.update, frame_cues
+        )
+
+
+# --- one step --------------------------------------------------------------------------------
+
+
+def _batch_order(n_pairs: int, batch: int, seed: int, step: int) -> np.ndarray:
+    """Pair indices of ``step``: epochs are seeded permutations, so resuming is exact."""
+    per_epoch = max(1, n_pairs // batch) if n_pairs >= batch else 1
+    epoch, k = divmod(step, per_epoch)
+    order = np.random.default_rng([seed, epoch]).permutation(n_pairs)
+    if n_pairs < batch:
+        return np.resize(order, batch)
+    return order[k * batch : (k + 1) * batch]
+
+
+def _step(run: _Run, step: int) -> dict[str, float]:
+    """One optimizer step on the pairs of ``step``; returns the logged loss terms.
+
+    Raises:
+        InputError: The loss is not finite (training diverged).
+    """
+    data, device = run.data, run.device
+    pick = data.pairs[_batch_order(len(data.pairs), run.batch, run.seed, step)]
+    pick = run.ddp.shard(pick)  # ddp: this process's consecutive share of the global batch
+    i, j = pick[:, 0], pick[:, 1]
+    z = run.net(to_input(data.frames[np.concatenate([i, j])], device))  # frames t, then t+1
+    z_t, z_t1 = z[: len(pick)], z[len(pick) :]
+    feats_t = feats_t1 = None
+    if data.feats is not None:
+        feats_t, feats_t1 = data.feats[i].to(device), data.feats[j].to(device)
+    loss, parts = run.loss_fn(
+        z_t,
+        z_t1,
+        run.a_pos[i].to(device),
+        run.a_neg[i].to(device),
+        run.a_pos[j].to(device),
+        run.a_neg[j].to(device),
+        feats_t,
+        feats_t1,
+    )
+    parts = run.ddp.mean_parts(parts)  # ddp: the global batch's losses, on every process
+    if not np.isfinite(parts["total"]):
+        raise InputError(f"training diverged at step {step + 1} (loss {parts['total']})")
+    run.optimizer.zero_grad(set_to_none=True)
+    loss.backward()  # ddp: DDP averages the gradients over the processes here
+    run.optimizer.step()
+    return parts
+
+
+# --- the loop: steps, logging, checkpoints ---------------------------------------------------
+
+
+def _fit(run: _Run) -> dict[str, Any]:
+    """Runs the steps from ``run.start_step`` to ``run.steps``, logging every step to
+    ``loss.csv``, checkpointing every ``train.checkpoint_every`` steps and at the end."""
+    from tqdm import tqdm
+
+    log_path = _start_run_files(run)
+    every = int(run.config["train"]["checkpoint_every"])
+    run.model.train()
     first = last = None
     started = time.perf_counter()
     with (
         log_path.open("a", newline="") as f,
-        tqdm(total=steps, initial=start_step, desc="train", unit="step", disable=quiet) as bar,
+        tqdm(
+            total=run.steps, initial=run.start_step, desc="train", unit="step", disable=run.quiet
+        ) as bar,
     ):
         writer = csv.DictWriter(f, LOG_FIELDS)
-        for step in range(start_step, steps):
+        for step in range(run.start_step, run.steps):
             t0 = time.perf_counter()
-            pick = ddp.shard(data.pairs[_batch_order(len(data.pairs), batch, seed, step)])
-            i, j = pick[:, 0], pick[:, 1]
-            x = to_input(data.frames[np.concatenate([i, j])], device)
-            z = net(x)
-            z_t, z_t1 = z[: len(pick)], z[len(pick) :]
-            feats_t = feats_t1 = None
-            if data.feats is not None:
-                feats_t, feats_t1 = data.feats[i].to(device), data.feats[j].to(device)
-            loss, parts = loss_fn(
-                z_t,
-                z_t1,
-                a_pos[i].to(device),
-                a_neg[i].to(device),
-                a_pos[j].to(device),
-                a_neg[j].to(device),
-                feats_t,
-                feats_t1,
-            )
-            parts = ddp.mean_parts(parts)  # ddp: the global batch's losses, on every process
-            if not np.isfinite(parts["total"]):
-                raise InputError(f"training diverged at step {step + 1} (loss {parts['total']})")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            row = {"step": step + 1, **{k: parts[k] for k in LOG_FIELDS[1:6]}}
-            row["seconds"] = time.perf_counter() - t0
-            writer.writerow(row)
+            parts = _step(run, step)
+            writer.writerow(_log_row(step + 1, parts, time.perf_counter() - t0))
             first = first if first is not None else parts["total"]
             last = parts["total"]
             bar.set_postfix(loss=f"{last:.4f}")
             bar.update()
-            if (step + 1) % int(tc["checkpoint_every"]) == 0 and step + 1 < steps:
+            if (step + 1) % every == 0 and step + 1 < run.steps:
                 f.flush()
-                save(step + 1)
-    save(steps)
-    seconds = time.perf_counter() - started
-    summary = {
-        "run": str(out),
-        "steps": steps,
-        "resumed_from": start_step,
-        "frames": len(data.frames),
-        "pairs": int(len(data.pairs)),
+                _save(run, step + 1)
+    _save(run, run.steps)
+    summary = _summary(run, first, last, time.perf_counter() - started)
+    if run.ddp.is_main:  # ddp
+        write_json(run.out / "summary.json", summary)
+    return summary
+
+
+def _start_run_files(run: _Run) -> Path:
+    """Creates the run directory, writes ``config.yaml`` and starts ``loss.csv`` (keeping the
+    rows up to the resumed step); returns the path to append loss rows to."""
+    run.out.mkdir(parents=True, exist_ok=True)
+    if run.ddp.is_main:  # ddp: run files from rank 0 only
+        save_config(run.config, run.out / "config.yaml")
+    log_path = run.ddp.run_file(run.out / "loss.csv")  # ddp: os.devnull on the other ranks
+    rows = []
+    if run.start_step and log_path.is_file():
+        with log_path.open() as f:
+            rows = [r for r in csv.DictReader(f) if int(r["step"]) <= run.start_step]
+    with log_path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, LOG_FIELDS)
+        writer.writeheader()
+        writer.writerows(rows)
+    return log_path
+
+
+def _log_row(step: int, parts: dict[str, float], seconds: float) -> dict[str, float]:
+    """One ``loss.csv`` row: the 1-based step, the loss terms and the step's duration."""
+    return {"step": step, **{k: parts[k] for k in LOG_FIELDS[1:6]}, "seconds": seconds}
+
+
+def _save(run: _Run, step: int) -> None:
+    """Writes ``checkpoint.pt`` (model, optimizer, step, split) after ``step`` steps."""
+    if not run.ddp.is_main:  # ddp: rank 0 writes
+        return
+    payload = checkpoint_payload(
+        run.model, run.config, step=step, optimizer=run.optimizer, **run.split
+    )
+    save_checkpoint(payload, run.out / CHECKPOINT)
+
+
+def _summary(run: _Run, first: float | None, last: float | None, seconds: float) -> dict[str, Any]:
+    return {
+        "run": str(run.out),
+        "steps": run.steps,
+        "resumed_from": run.start_step,
+        "frames": len(run.data.frames),
+        "pairs": int(len(run.data.pairs)),
         "first_loss": first,
         "final_loss": last,
         "train_seconds": seconds,
-        "frames_per_second": 2 * batch * (steps - start_step) / max(seconds, 1e-9),
-        "device": str(device),
-        "processes": ddp.world_size,
-        "setting": setting,
-        "fold": fold,
-        "train_sequences": split["train_sequences"],
-        "test_sequences": split["test_sequences"],
+        "frames_per_second": 2 * run.batch * (run.steps - run.start_step) / max(seconds, 1e-9),
+        "device": str(run.device),
+        "processes": run.ddp.world_size,
+        "setting": run.split["setting"],
+        "fold": run.split["fold"],
+        "train_sequences": run.split["train_sequences"],
+        "test_sequences": run.split["test_sequences"],
     }
-    if ddp.is_main:  # ddp
-        write_json(out / "summary.json", summary)
-    return summary

@@ -1,13 +1,15 @@
-"""Training losses of Liu et al. (MICCAI 2020), METHOD.md section 3.
+"""Training losses of Liu et al. (MICCAI 2020), docs/method.md section 3.
 
 Pure functions do the maths and check shapes; thin :class:`torch.nn.Module` wrappers hold the
-hyper-parameters (constructed from plain keyword arguments, so a config section maps onto them).
+hyper-parameters and call them, so every value is computed along one path:
 
-- Anchor loss (Eq. 1), :func:`anchor_loss_paper` (linear in ``p``) and :func:`anchor_loss_log`
-  (the official code's weighted log form, the default).
+- Anchor loss (Eq. 1): :func:`anchor_loss_paper` (linear in ``p``), :func:`anchor_loss_log`
+  (the official code's weighted log form, the default); :func:`anchor_loss` / :class:`AnchorLoss`.
 - Semantic diffusion (Eq. 2-4): :func:`pool_fg_bg` pools frozen CNN features with the predicted
-  foreground / background, :func:`semantic_diffusion` compares the pools of two frames.
-- Full loss (Eq. 5): :func:`full_loss`, with switches for the Table-1 ablation.
+  foreground / background, :func:`semantic_diffusion` compares the pools of two frames;
+  :func:`diffusion_terms` / :class:`SemanticDiffusionLoss` do both from logits.
+- Full loss (Eq. 5): :class:`AGSDLoss`, an ``AnchorLoss`` and a ``SemanticDiffusionLoss`` with
+  the Table-1 switches; ``AGSDLoss(**config["loss"])`` (keywords = config/train.yaml's keys).
 
 Official half form. The authors' code (Finspire13/AGSD-Surgical-Instrument-Segmentation,
 ``utils.py::get_diffusion_loss``, MIT) computes::
@@ -38,6 +40,9 @@ from instrument_seg.errors import InputError
 DEFAULT_MARGINS: dict[str, tuple[float, float]] = {"paper": (0.2, 0.8), "official": (0.05, 0.45)}
 #: Loss weights (w_fg, w_bg) of the official configuration (the paper's Eq. 5 uses 1, 1).
 OFFICIAL_WEIGHTS: tuple[float, float] = (0.5, 2.0)
+#: Forms of :func:`anchor_loss` and of :func:`semantic_diffusion`.
+ANCHOR_FORMS = ("log", "paper")
+DIFFUSION_FORMS = tuple(DEFAULT_MARGINS)
 #: Mass below which a weighted-mean pool is treated as empty (avoids 0 / 0).
 _EPS = 1e-6
 
@@ -82,7 +87,7 @@ def _check_vectors(**vectors: torch.Tensor) -> None:
 
 
 def _form_margins(form: str, m_fg: float | None, m_bg: float | None) -> tuple[float, float]:
-    if form not in DEFAULT_MARGINS:
+    if form not in DIFFUSION_FORMS:
         raise InputError(f"unknown diffusion form '{form}'; use 'paper' or 'official'.")
     d_fg, d_bg = DEFAULT_MARGINS[form]
     return (d_fg if m_fg is None else float(m_fg)), (d_bg if m_bg is None else float(m_bg))
@@ -133,6 +138,36 @@ def anchor_loss_log(
     loss_pos = (-a_pos * F.logsigmoid(z)).mean()
     loss_neg = (-a_neg * F.logsigmoid(-z)).mean()
     return loss_pos * w_pos + loss_neg * w_neg
+
+
+def anchor_loss(
+    z: torch.Tensor,
+    a_pos: torch.Tensor,
+    a_neg: torch.Tensor,
+    form: str = "log",
+    w_pos: float = 1.5,
+    w_neg: float = 1.0,
+) -> torch.Tensor:
+    """Anchor loss of logits in either form: :func:`anchor_loss_log` or, on ``sigmoid(z)``,
+    :func:`anchor_loss_paper`.
+
+    Args:
+        z: (B, 1, H, W) logits.
+        a_pos: (B, 1, H, W) positive anchor in [0, 1].
+        a_neg: (B, 1, H, W) negative anchor in [0, 1].
+        form: ``"log"`` (official code, default) or ``"paper"`` (Eq. 1).
+        w_pos: Positive weight of the log form (unused by the paper form).
+        w_neg: Negative weight of the log form (unused by the paper form).
+
+    Returns:
+        Scalar loss.
+    """
+    if form == "log":
+        return anchor_loss_log(z, a_pos, a_neg, w_pos, w_neg)
+    if form == "paper":
+        _check_map("z", z)
+        return anchor_loss_paper(torch.sigmoid(z), a_pos, a_neg)
+    raise InputError(f"unknown anchor loss form '{form}'; use 'log' or 'paper'.")
 
 
 # --------------------------------------------------------------------------------------------
@@ -286,113 +321,49 @@ def semantic_diffusion(
     return loss_fg.mean(), loss_bg.mean()
 
 
-# --------------------------------------------------------------------------------------------
-# Full loss (Eq. 5)
-# --------------------------------------------------------------------------------------------
-
-
-def full_loss(
+def diffusion_terms(
     z_t: torch.Tensor,
     z_t1: torch.Tensor,
-    a_pos_t: torch.Tensor,
-    a_neg_t: torch.Tensor,
-    a_pos_t1: torch.Tensor,
-    a_neg_t1: torch.Tensor,
-    feats_t: torch.Tensor | None = None,
-    feats_t1: torch.Tensor | None = None,
-    *,
-    anchor_form: str = "log",
-    w_pos: float = 1.5,
-    w_neg: float = 1.0,
-    diffusion_form: str = "paper",
+    feats_t: torch.Tensor,
+    feats_t1: torch.Tensor,
     m_fg: float | None = None,
     m_bg: float | None = None,
-    w_fg: float = 1.0,
-    w_bg: float = 1.0,
-    use_fg: bool = True,
-    use_bg: bool = True,
+    form: str = "paper",
     weighted_mean: bool = True,
     l2_normalize: bool = True,
     upsampling: str = "bilinear",
-) -> tuple[torch.Tensor, dict[str, float]]:
-    """Eq. 5: ``L_anc(t) + L_anc(t+1) + w_fg * L_fg + w_bg * L_bg``.
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Unweighted semantic-diffusion terms of a pair of frames from logits (Eq. 2-4).
 
-    Table-1 ablation: ``use_fg=use_bg=False`` (L_anc), ``use_bg=False`` (+L_fg),
-    ``use_fg=False`` (+L_bg), both True (full). With both off, features are not needed.
+    Pools each frame's features with its ``sigmoid(z)`` (:func:`pool_fg_bg`) and compares the
+    pools (:func:`semantic_diffusion`).
 
     Args:
         z_t: (B, 1, H, W) logits of frame t.
         z_t1: (B, 1, H, W) logits of frame t+1 (or of a paired frame).
-        a_pos_t: (B, 1, H, W) positive anchor of frame t.
-        a_neg_t: (B, 1, H, W) negative anchor of frame t.
-        a_pos_t1: (B, 1, H, W) positive anchor of frame t+1.
-        a_neg_t1: (B, 1, H, W) negative anchor of frame t+1.
-        feats_t: (B, C, h, w) frozen features of frame t (needed if a diffusion term is on).
+        feats_t: (B, C, h, w) frozen features of frame t.
         feats_t1: (B, C, h, w) frozen features of frame t+1.
-        anchor_form: ``"log"`` (official, default) or ``"paper"`` (Eq. 1).
-        w_pos: Positive weight of the log form.
-        w_neg: Negative weight of the log form.
-        diffusion_form: ``"paper"`` or ``"official"`` (see :func:`semantic_diffusion`).
-        m_fg: Foreground margin (None: the form's default).
-        m_bg: Background margin (None: the form's default).
-        w_fg: Weight of ``L_fg``.
-        w_bg: Weight of ``L_bg``.
-        use_fg: Include ``L_fg``.
-        use_bg: Include ``L_bg``.
+        m_fg: Foreground margin; None uses the form's default.
+        m_bg: Background margin; None uses the form's default.
+        form: ``"paper"`` or ``"official"`` (see :func:`semantic_diffusion`).
         weighted_mean: Pool with the mass-normalised mean (see :func:`pool_fg_bg`).
         l2_normalize: L2-normalise feature pixels before pooling (official code).
         upsampling: Feature upsampling of the pooling (see :func:`pool_fg_bg`).
 
     Returns:
-        ``(total, parts)``: the scalar loss and ``{"anc_t", "anc_t1", "fg", "bg", "total"}`` as
-        floats (``fg``/``bg`` unweighted, 0.0 when switched off) for logging.
+        ``(L_fg, L_bg)``, scalars (mean over the batch).
     """
-    _check_same("z_t", z_t, z_t1=z_t1, a_pos_t=a_pos_t, a_neg_t=a_neg_t)
-    _check_same("z_t", z_t, a_pos_t1=a_pos_t1, a_neg_t1=a_neg_t1)
-    anc_t = _anchor(anchor_form, z_t, a_pos_t, a_neg_t, w_pos, w_neg)
-    anc_t1 = _anchor(anchor_form, z_t1, a_pos_t1, a_neg_t1, w_pos, w_neg)
-    total = anc_t + anc_t1
-    parts = {"anc_t": float(anc_t.detach()), "anc_t1": float(anc_t1.detach())}
-    l_fg = l_bg = None
-    if use_fg or use_bg:
-        if feats_t is None or feats_t1 is None:
-            raise InputError("feats_t and feats_t1 are required when a diffusion term is on.")
-        _form_margins(diffusion_form, m_fg, m_bg)
-        if feats_t.shape != feats_t1.shape:
-            raise InputError(
-                f"feats_t1 has shape {tuple(feats_t1.shape)} but feats_t has "
-                f"{tuple(feats_t.shape)}."
-            )
-        pool = {"weighted_mean": weighted_mean, "l2_normalize": l2_normalize}
-        fg_t, bg_t = pool_fg_bg(torch.sigmoid(z_t), feats_t, **pool, upsampling=upsampling)
-        fg_t1, bg_t1 = pool_fg_bg(torch.sigmoid(z_t1), feats_t1, **pool, upsampling=upsampling)
-        l_fg, l_bg = semantic_diffusion(
-            fg_t, bg_t, fg_t1, bg_t1, m_fg=m_fg, m_bg=m_bg, form=diffusion_form
+    _check_same("z_t", z_t, z_t1=z_t1)
+    _check_feats("feats_t", feats_t)
+    _check_feats("feats_t1", feats_t1)
+    if feats_t.shape != feats_t1.shape:
+        raise InputError(
+            f"feats_t1 has shape {tuple(feats_t1.shape)} but feats_t has {tuple(feats_t.shape)}."
         )
-    if use_fg and l_fg is not None:
-        total = total + w_fg * l_fg
-    if use_bg and l_bg is not None:
-        total = total + w_bg * l_bg
-    parts["fg"] = float(l_fg.detach()) if use_fg and l_fg is not None else 0.0
-    parts["bg"] = float(l_bg.detach()) if use_bg and l_bg is not None else 0.0
-    parts["total"] = float(total.detach())
-    return total, parts
-
-
-def _anchor(
-    form: str,
-    z: torch.Tensor,
-    a_pos: torch.Tensor,
-    a_neg: torch.Tensor,
-    w_pos: float,
-    w_neg: float,
-) -> torch.Tensor:
-    if form == "log":
-        return anchor_loss_log(z, a_pos, a_neg, w_pos, w_neg)
-    if form == "paper":
-        _check_map("z", z)
-        return anchor_loss_paper(torch.sigmoid(z), a_pos, a_neg)
-    raise InputError(f"unknown anchor loss form '{form}'; use 'log' or 'paper'.")
+    pool = {"weighted_mean": weighted_mean, "l2_normalize": l2_normalize, "upsampling": upsampling}
+    fg_t, bg_t = pool_fg_bg(torch.sigmoid(z_t), feats_t, **pool)
+    fg_t1, bg_t1 = pool_fg_bg(torch.sigmoid(z_t1), feats_t1, **pool)
+    return semantic_diffusion(fg_t, bg_t, fg_t1, bg_t1, m_fg, m_bg, form)
 
 
 # --------------------------------------------------------------------------------------------
@@ -411,22 +382,35 @@ def _pair(name: str, value: Sequence[float] | None) -> tuple[float, float] | Non
 
 
 class AnchorLoss(nn.Module):
-    """Anchor loss on logits: ``form="log"`` (official, default) or ``"paper"`` (Eq. 1).
-
-    ``forward(z, a_pos, a_neg)`` takes (B, 1, H, W) logits and anchors and returns a scalar.
-    """
+    """Anchor loss on logits (Eq. 1); a wrapper of :func:`anchor_loss`."""
 
     def __init__(self, form: str = "log", w_pos: float = 1.5, w_neg: float = 1.0) -> None:
+        """Builds the loss.
+
+        Args:
+            form: ``"log"`` (official code, default) or ``"paper"`` (Eq. 1).
+            w_pos: Positive weight of the log form.
+            w_neg: Negative weight of the log form.
+        """
         super().__init__()
-        if form not in ("log", "paper"):
+        if form not in ANCHOR_FORMS:
             raise InputError(f"unknown anchor loss form '{form}'; use 'log' or 'paper'.")
         self.form = form
         self.w_pos = float(w_pos)
         self.w_neg = float(w_neg)
 
     def forward(self, z: torch.Tensor, a_pos: torch.Tensor, a_neg: torch.Tensor) -> torch.Tensor:
-        """Args: z, a_pos, a_neg (B, 1, H, W). Returns the scalar loss."""
-        return _anchor(self.form, z, a_pos, a_neg, self.w_pos, self.w_neg)
+        """Computes the loss.
+
+        Args:
+            z: (B, 1, H, W) logits.
+            a_pos: (B, 1, H, W) positive anchor in [0, 1].
+            a_neg: (B, 1, H, W) negative anchor in [0, 1].
+
+        Returns:
+            Scalar loss.
+        """
+        return anchor_loss(z, a_pos, a_neg, self.form, self.w_pos, self.w_neg)
 
     def extra_repr(self) -> str:
         return f"form={self.form!r}, w_pos={self.w_pos}, w_neg={self.w_neg}"
@@ -435,8 +419,7 @@ class AnchorLoss(nn.Module):
 class SemanticDiffusionLoss(nn.Module):
     """Weighted semantic-diffusion loss ``w_fg * L_fg + w_bg * L_bg`` of a pair of frames.
 
-    ``forward(z_t, z_t1, feats_t, feats_t1)`` takes (B, 1, H, W) logits and (B, C, h, w)
-    features and returns a scalar.
+    A wrapper of :func:`diffusion_terms`; :meth:`parts` gives the unweighted terms.
     """
 
     def __init__(
@@ -474,21 +457,30 @@ class SemanticDiffusionLoss(nn.Module):
     def parts(
         self, z_t: torch.Tensor, z_t1: torch.Tensor, feats_t: torch.Tensor, feats_t1: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Returns the unweighted ``(L_fg, L_bg)`` scalars."""
-        _check_same("z_t", z_t, z_t1=z_t1)
-        pool = {
-            "weighted_mean": self.weighted_mean,
-            "l2_normalize": self.l2_normalize,
-            "upsampling": self.upsampling,
-        }
-        fg_t, bg_t = pool_fg_bg(torch.sigmoid(z_t), feats_t, **pool)
-        fg_t1, bg_t1 = pool_fg_bg(torch.sigmoid(z_t1), feats_t1, **pool)
-        return semantic_diffusion(fg_t, bg_t, fg_t1, bg_t1, self.m_fg, self.m_bg, self.form)
+        """Computes the unweighted terms.
+
+        Args:
+            z_t: (B, 1, H, W) logits of frame t.
+            z_t1: (B, 1, H, W) logits of frame t+1 (or of a paired frame).
+            feats_t: (B, C, h, w) frozen features of frame t.
+            feats_t1: (B, C, h, w) frozen features of frame t+1.
+
+        Returns:
+            ``(L_fg, L_bg)``, scalars.
+        """
+        pool = (self.weighted_mean, self.l2_normalize, self.upsampling)
+        return diffusion_terms(
+            z_t, z_t1, feats_t, feats_t1, self.m_fg, self.m_bg, self.form, *pool
+        )
 
     def forward(
         self, z_t: torch.Tensor, z_t1: torch.Tensor, feats_t: torch.Tensor, feats_t1: torch.Tensor
     ) -> torch.Tensor:
-        """Args: z_t, z_t1 (B, 1, H, W) logits; feats_t, feats_t1 (B, C, h, w). Returns scalar."""
+        """Computes the weighted loss; arguments as :meth:`parts`.
+
+        Returns:
+            Scalar ``w_fg * L_fg + w_bg * L_bg``.
+        """
         l_fg, l_bg = self.parts(z_t, z_t1, feats_t, feats_t1)
         return self.w_fg * l_fg + self.w_bg * l_bg
 
@@ -501,10 +493,13 @@ class SemanticDiffusionLoss(nn.Module):
 
 
 class AGSDLoss(nn.Module):
-    """Full loss (Eq. 5) of a pair of frames; see :func:`full_loss`.
+    """Full loss (Eq. 5) of a pair of frames: ``L_anc(t) + L_anc(t+1) + w_fg L_fg + w_bg L_bg``.
 
-    ``forward(z_t, z_t1, a_pos_t, a_neg_t, a_pos_t1, a_neg_t1, feats_t, feats_t1)`` returns
-    ``(total, parts)`` with ``parts`` a dict of floats for logging.
+    Built from an :class:`AnchorLoss` (:attr:`anchor`) and a :class:`SemanticDiffusionLoss`
+    (:attr:`diffusion`). Table-1 ablation: ``use_fg=use_bg=False`` (L_anc), ``use_bg=False``
+    (+L_fg), ``use_fg=False`` (+L_bg), both True (full); with both off, no features are needed.
+    The keyword arguments are the keys of the ``loss:`` section of config/train.yaml, so
+    ``AGSDLoss(**config["loss"])`` builds the configured loss.
     """
 
     def __init__(
@@ -524,7 +519,7 @@ class AGSDLoss(nn.Module):
         """Builds the loss.
 
         Args:
-            anchor_form: ``"log"`` (default) or ``"paper"``.
+            anchor_form: ``"log"`` (default) or ``"paper"`` (see :class:`AnchorLoss`).
             w_pos: Positive weight of the log anchor form.
             w_neg: Negative weight of the log anchor form.
             diffusion_form: ``"paper"`` (default) or ``"official"``.
@@ -560,32 +555,41 @@ class AGSDLoss(nn.Module):
         feats_t: torch.Tensor | None = None,
         feats_t1: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, dict[str, float]]:
-        """Args: logits and anchors (B, 1, H, W); features (B, C, h, w) or None if unused.
+        """Computes Eq. 5.
+
+        Args:
+            z_t: (B, 1, H, W) logits of frame t.
+            z_t1: (B, 1, H, W) logits of frame t+1 (or of a paired frame).
+            a_pos_t: (B, 1, H, W) positive anchor of frame t.
+            a_neg_t: (B, 1, H, W) negative anchor of frame t.
+            a_pos_t1: (B, 1, H, W) positive anchor of frame t+1.
+            a_neg_t1: (B, 1, H, W) negative anchor of frame t+1.
+            feats_t: (B, C, h, w) frozen features of frame t (needed if a diffusion term is on).
+            feats_t1: (B, C, h, w) frozen features of frame t+1.
 
         Returns:
-            ``(total, parts)``, see :func:`full_loss`.
+            ``(total, parts)``: the scalar loss and ``{"anc_t", "anc_t1", "fg", "bg", "total"}``
+            as floats for logging (``fg``/``bg`` unweighted, 0.0 when switched off).
+
+        Raises:
+            InputError: Shapes that differ, or features missing while a diffusion term is on.
         """
-        d = self.diffusion
-        return full_loss(
-            z_t,
-            z_t1,
-            a_pos_t,
-            a_neg_t,
-            a_pos_t1,
-            a_neg_t1,
-            feats_t,
-            feats_t1,
-            anchor_form=self.anchor.form,
-            w_pos=self.anchor.w_pos,
-            w_neg=self.anchor.w_neg,
-            diffusion_form=d.form,
-            m_fg=d.m_fg,
-            m_bg=d.m_bg,
-            w_fg=d.w_fg,
-            w_bg=d.w_bg,
-            use_fg=self.use_fg,
-            use_bg=self.use_bg,
-            weighted_mean=d.weighted_mean,
-            l2_normalize=d.l2_normalize,
-            upsampling=d.upsampling,
-        )
+        _check_same("z_t", z_t, z_t1=z_t1, a_pos_t=a_pos_t, a_neg_t=a_neg_t)
+        _check_same("z_t", z_t, a_pos_t1=a_pos_t1, a_neg_t1=a_neg_t1)
+        anc_t = self.anchor(z_t, a_pos_t, a_neg_t)
+        anc_t1 = self.anchor(z_t1, a_pos_t1, a_neg_t1)
+        total = anc_t + anc_t1
+        parts = {"anc_t": float(anc_t.detach()), "anc_t1": float(anc_t1.detach())}
+        l_fg = l_bg = None
+        if self.needs_features:
+            if feats_t is None or feats_t1 is None:
+                raise InputError("feats_t and feats_t1 are required when a diffusion term is on.")
+            l_fg, l_bg = self.diffusion.parts(z_t, z_t1, feats_t, feats_t1)
+        if self.use_fg:
+            total = total + self.diffusion.w_fg * l_fg
+        if self.use_bg:
+            total = total + self.diffusion.w_bg * l_bg
+        parts["fg"] = float(l_fg.detach()) if self.use_fg else 0.0
+        parts["bg"] = float(l_bg.detach()) if self.use_bg else 0.0
+        parts["total"] = float(total.detach())
+        return total, parts
