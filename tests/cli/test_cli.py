@@ -4,42 +4,21 @@ from __future__ import annotations
 
 import csv
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
+from cli_support import assert_one_sentence_error, run_cli
+
 TINY = ["data.size=[64,80]", "features.size=[64,80]", "model.width=4", "model.depth=2"]
-
-
-def run(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    proc = subprocess.run(
-        [sys.executable, "-m", "instrument_seg", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    if check and proc.returncode != 0:
-        raise AssertionError(f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
-    return proc
-
-
-def assert_one_sentence_error(proc: subprocess.CompletedProcess, *words: str) -> None:
-    assert proc.returncode == 2, proc.stderr
-    errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
-    assert len(errors) == 1, proc.stderr
-    assert "Traceback" not in proc.stderr
-    for word in words:
-        assert word in errors[0], errors[0]
 
 
 @pytest.fixture(scope="module")
 def synth_data(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("cli") / "data"
-    proc = run("synth", "--out", out, "--sequences", 2, "--frames", 4, "--size", "64x80")
+    proc = run_cli("synth", "--out", out, "--sequences", 2, "--frames", 4, "--size", "64x80")
     assert "synth: wrote 2 sequence(s) x 4 frame(s)" in proc.stdout.splitlines()[-1]
     return out
 
@@ -53,7 +32,7 @@ class TestSynth:
 
     def test_refuses_non_empty_out(self, synth_data):
         before = sorted(p.name for p in synth_data.iterdir())
-        proc = run("synth", "--out", synth_data, check=False)
+        proc = run_cli("synth", "--out", synth_data, check=False)
         assert_one_sentence_error(proc, str(synth_data))
         assert sorted(p.name for p in synth_data.iterdir()) == before
 
@@ -61,7 +40,7 @@ class TestSynth:
 class TestCues:
     def test_table_json_and_figures(self, synth_data, tmp_path):
         report, figures = tmp_path / "cues.json", tmp_path / "figs"
-        proc = run(
+        proc = run_cli(
             "cues",
             "--data",
             synth_data,
@@ -88,7 +67,7 @@ class TestCues:
 
     def test_subset_of_cues(self, synth_data, tmp_path):
         report = tmp_path / "c.json"
-        run(
+        run_cli(
             "cues",
             "--data",
             synth_data,
@@ -107,7 +86,7 @@ class TestCues:
 @pytest.fixture(scope="module")
 def trained(synth_data, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("run") / "run"
-    proc = run(
+    proc = run_cli(
         "train", "--data", synth_data, "--out", out, "train.steps=6", "train.lr=0.01", *TINY
     )
     assert proc.stdout.splitlines()[-1].startswith("train: 6 steps on 8 frames")
@@ -128,13 +107,13 @@ class TestTrainEvaluatePredict:
 
         copy = tmp_path / "resumed"
         shutil.copytree(trained, copy)
-        run("train", "--data", synth_data, "--out", copy, "--resume", "train.steps=8")
+        run_cli("train", "--data", synth_data, "--out", copy, "--resume", "train.steps=8")
         rows = list(csv.DictReader((copy / "loss.csv").open()))
         assert [int(r["step"]) for r in rows] == list(range(1, 9))
 
     def test_evaluate_json_and_figures(self, trained, synth_data, tmp_path):
         report = tmp_path / "eval.json"
-        proc = run(
+        proc = run_cli(
             "evaluate",
             "--model",
             trained,
@@ -152,7 +131,7 @@ class TestTrainEvaluatePredict:
         assert list((tmp_path / "figs").glob("*.png"))
 
     def test_predict_writes_masks_probabilities_overlays(self, trained, synth_data, tmp_path):
-        run("predict", "--model", trained, "--data", synth_data, "--out", tmp_path / "pred")
+        run_cli("predict", "--model", trained, "--data", synth_data, "--out", tmp_path / "pred")
         mask = cv2.imread(str(tmp_path / "pred/seq_00/masks/frame_0000.png"), cv2.IMREAD_UNCHANGED)
         prob = cv2.imread(str(tmp_path / "pred/seq_00/probs/frame_0000.png"), cv2.IMREAD_UNCHANGED)
         assert mask.shape == (64, 80) and set(np.unique(mask)) <= {0, 255}
@@ -163,7 +142,7 @@ class TestTrainEvaluatePredict:
 class TestAblate:
     def test_table1_trains_and_scores_every_loss_variant(self, synth_data, tmp_path):
         out = tmp_path / "t1"
-        proc = run("ablate", "--data", synth_data, "--out", out, "--table", "1",
+        proc = run_cli("ablate", "--data", synth_data, "--out", out, "--table", "1",
                    "train.steps=2", *TINY)  # fmt: skip
         assert proc.stdout.splitlines()[-1].startswith("ablate: table 1, 4 variants; best ")
         rows = json.loads((out / "table1.json").read_text())["rows"]
@@ -177,7 +156,7 @@ class TestAblate:
         assert "use_fg: false" in config and "use_bg: false" in config
 
     def test_unknown_table(self, synth_data, tmp_path):
-        proc = run("ablate", "--data", synth_data, "--out", tmp_path / "t", "--table", "3",
+        proc = run_cli("ablate", "--data", synth_data, "--out", tmp_path / "t", "--table", "3",
                    check=False)  # fmt: skip
         assert proc.returncode == 2 and "invalid choice: 3" in proc.stderr
         assert not (tmp_path / "t").exists()
@@ -185,13 +164,15 @@ class TestAblate:
 
 class TestBadInput:
     def test_missing_directory(self, tmp_path):
-        proc = run("cues", "--data", tmp_path / "nope", "--json", tmp_path / "r.json", check=False)
+        proc = run_cli(
+            "cues", "--data", tmp_path / "nope", "--json", tmp_path / "r.json", check=False
+        )
         assert_one_sentence_error(proc, "does not exist")
         assert not (tmp_path / "r.json").exists()
 
     def test_empty_directory(self, tmp_path):
         (tmp_path / "empty").mkdir()
-        proc = run("cues", "--data", tmp_path / "empty", check=False)
+        proc = run_cli("cues", "--data", tmp_path / "empty", check=False)
         assert_one_sentence_error(proc, "no frames found", "empty")
 
     def test_unreadable_image_writes_nothing(self, synth_data, tmp_path):
@@ -200,7 +181,7 @@ class TestBadInput:
         data = tmp_path / "data"
         shutil.copytree(synth_data, data)
         (data / "seq_01" / "images" / "frame_0002.png").write_bytes(b"garbage")
-        proc = run(
+        proc = run_cli(
             "cues",
             "--data",
             data,
@@ -219,16 +200,18 @@ class TestBadInput:
         data = tmp_path / "data"
         shutil.copytree(synth_data, data)
         cv2.imwrite(str(data / "seq_00" / "masks" / "frame_0001.png"), np.zeros((8, 8), np.uint8))
-        proc = run("cues", "--data", data, "--json", tmp_path / "r.json", check=False)
+        proc = run_cli("cues", "--data", data, "--json", tmp_path / "r.json", check=False)
         assert_one_sentence_error(proc, "frame_0001.png", "8x8", "64x80")
         assert not (tmp_path / "r.json").exists()
 
     def test_one_frame_sequence_cannot_be_paired(self, tmp_path):
-        run("synth", "--out", tmp_path / "one", "--sequences", 1, "--frames", 1, "--size", "64x80")
-        proc = run(
+        run_cli(
+            "synth", "--out", tmp_path / "one", "--sequences", 1, "--frames", 1, "--size", "64x80"
+        )
+        proc = run_cli(
             "train", "--data", tmp_path / "one", "--out", tmp_path / "run", *TINY, check=False
         )
-        assert_one_sentence_error(proc, "seq_00", "one frame")
+        assert_one_sentence_error(proc, str(tmp_path / "one"), "frame pairs need two")
         assert not (tmp_path / "run").exists()
 
     def test_frames_of_different_size_in_a_sequence(self, synth_data, tmp_path):
@@ -240,12 +223,12 @@ class TestBadInput:
             path = data / "seq_01" / kind / "frame_0003.png"
             image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
             cv2.imwrite(str(path), cv2.resize(image, (96, 64)))
-        proc = run("train", "--data", data, "--out", tmp_path / "run", *TINY, check=False)
+        proc = run_cli("train", "--data", data, "--out", tmp_path / "run", *TINY, check=False)
         assert_one_sentence_error(proc, "frame_0003", "seq_01", "64x96", "64x80")
         assert not (tmp_path / "run").exists()
 
     def test_unknown_config_key(self, synth_data, tmp_path):
-        proc = run("cues", "--data", synth_data, "cues.colour=1", check=False)
+        proc = run_cli("cues", "--data", synth_data, "cues.colour=1", check=False)
         assert_one_sentence_error(proc, "unknown config key 'cues.colour'")
 
     @pytest.mark.parametrize(
@@ -257,12 +240,12 @@ class TestBadInput:
         ],
     )
     def test_unknown_setting_or_fold(self, synth_data, tmp_path, args, words):
-        proc = run(
+        proc = run_cli(
             "train", "--data", synth_data, "--out", tmp_path / "run", *args, *TINY, check=False
         )
         assert_one_sentence_error(proc, *words)
         assert not (tmp_path / "run").exists()
 
     def test_missing_checkpoint(self, synth_data, tmp_path):
-        proc = run("evaluate", "--model", tmp_path, "--data", synth_data, check=False)
+        proc = run_cli("evaluate", "--model", tmp_path, "--data", synth_data, check=False)
         assert_one_sentence_error(proc, "no checkpoint")

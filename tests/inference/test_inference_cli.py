@@ -4,32 +4,16 @@ available here (subprocesses on generated data)."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
+from cli_support import run_cli as cli
 from inference.support import one_sentence
 from instrument_seg.inference.base import tensorrt_usable
-
-ENV = {**os.environ, "OMP_NUM_THREADS": "1"}  # see conftest.one_torch_thread
-
-
-def cli(*args: object, check: bool = True) -> subprocess.CompletedProcess:
-    proc = subprocess.run(
-        [sys.executable, "-m", "instrument_seg", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=ENV,
-    )
-    if check and proc.returncode != 0:
-        raise AssertionError(f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
-    return proc
 
 
 def one_error(proc: subprocess.CompletedProcess, *words: str) -> None:

@@ -7,11 +7,14 @@ For every combination of the enabled cues: Otsu (or the official threshold) on `
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from instrument_seg.config import working_size
 from instrument_seg.cues.anchors import cue_combinations, make_anchors
-from instrument_seg.cues.pipeline import FrameCues
+from instrument_seg.cues.pipeline import FrameCues, dataset_cues
+from instrument_seg.data import Dataset
 from instrument_seg.evaluation.metrics import score, summarize
 
 ANCHOR_KEYS = ("a_pos", "1-a_neg")
@@ -60,6 +63,59 @@ def evaluate_cues(frames: Sequence[FrameCues], config: Mapping[str, Any]) -> dic
         for c in combos
     }
     return {"combinations": summary, "frames": per_frame}
+
+
+def cue_report(
+    dataset: Dataset,
+    config: Mapping[str, Any],
+    data: str | None = None,
+    progress: Callable[[], None] | None = None,
+) -> tuple[list[FrameCues], dict[str, Any]]:
+    """Computes every frame's cues and, where there is ground truth, scores them (Table 2).
+
+    Args:
+        dataset: the loaded dataset.
+        config: resolved config (``data``, ``cues``, ``threshold`` sections are used).
+        data: how the report names the dataset (default: ``dataset.root``).
+        progress: called once per frame whose cues are done.
+
+    Returns:
+        ``(frames, report)``: the frames' cues (float (h, w) maps at working size) and the
+        ``cues --json`` report ``{"data", "layout", "n_frames", "size", "cues",
+        "objectness", "threshold", "seconds_per_frame"}``, plus :func:`evaluate_cues`'
+        ``"combinations"`` and ``"frames"`` when any frame has ground truth.
+    """
+    start = time.perf_counter()
+    frames = dataset_cues(dataset, config, progress=progress)
+    seconds = (time.perf_counter() - start) / max(1, len(frames))
+    report: dict[str, Any] = {
+        "data": str(dataset.root) if data is None else data,
+        "layout": dataset.layout,
+        "n_frames": len(frames),
+        "size": list(working_size(config)),
+        "cues": list(config["cues"]["enabled"]),
+        "objectness": config["cues"]["objectness"]["method"],
+        "threshold": threshold_kwargs(config),
+        "seconds_per_frame": seconds,
+    }
+    if any(f.gt is not None for f in frames):
+        report.update(evaluate_cues(frames, config))
+    return frames, report
+
+
+def best_combination(report: Mapping[str, Any]) -> tuple[str, dict[str, Any]] | None:
+    """The cue combination whose ``a_pos`` has the highest mean IoU; None if none is scored.
+
+    Args:
+        report: a :func:`cue_report` report (or :func:`evaluate_cues` result).
+
+    Returns:
+        ``(key, scores)`` with ``scores`` as in ``report["combinations"][key]``.
+    """
+    combinations = report.get("combinations")
+    if not combinations:
+        return None
+    return max(combinations.items(), key=lambda kv: kv[1]["a_pos"]["iou"]["mean"])
 
 
 def format_table(summary: Mapping[str, Any]) -> str:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import matplotlib
 
@@ -11,15 +12,34 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from instrument_seg.imaging import resize_mask  # noqa: E402
+
+if TYPE_CHECKING:
+    from instrument_seg.cues.pipeline import FrameCues
+    from instrument_seg.evaluation.dataset import ProbabilityModel
+
 CUE_TITLES = {"color": "colour cue", "objectness": "objectness cue", "location": "location cue"}
 
 
-def overlay(rgb: np.ndarray, mask: np.ndarray, color=(0, 255, 0), alpha: float = 0.45):
-    """Blends a bool mask onto a uint8 RGB image (mask resized to the image if needed)."""
-    import cv2
+def overlay(
+    rgb: np.ndarray,
+    mask: np.ndarray,
+    color: tuple[int, int, int] = (0, 255, 0),
+    alpha: float = 0.45,
+) -> np.ndarray:
+    """Blends a mask onto an RGB image.
 
-    if mask.shape != rgb.shape[:2]:
-        mask = cv2.resize(mask.astype(np.uint8), rgb.shape[1::-1], cv2.INTER_NEAREST) > 0
+    Args:
+        rgb: uint8 (H, W, 3) RGB image.
+        mask: bool (h, w) mask (any size: resized to (H, W) nearest-neighbour, so its area
+            is kept, never dilated).
+        color: RGB colour of the masked pixels.
+        alpha: weight of ``color`` in the blend.
+
+    Returns:
+        uint8 (H, W, 3) RGB image.
+    """
+    mask = resize_mask(mask, rgb.shape[:2])
     out = rgb.astype(np.float32).copy()
     out[mask] = (1 - alpha) * out[mask] + alpha * np.asarray(color, np.float32)
     return out.astype(np.uint8)
@@ -68,6 +88,50 @@ def fig2_panel(
     fig.savefig(path, dpi=90)
     plt.close(fig)
     return path
+
+
+def write_fig2_panels(
+    out: str | Path,
+    frames: Sequence[FrameCues],
+    config: Mapping[str, Any],
+    predictor: ProbabilityModel | None = None,
+) -> list[Path]:
+    """Writes :func:`fig2_panel` rows for ``figures.max_frames`` evenly spaced frames.
+
+    Anchors come from the enabled cues (``cues.enabled``); with ``predictor`` each row ends
+    with its probability map. Panels are named ``<sequence>_<frame>.png``.
+
+    Args:
+        out: folder to write into (created with its parents if missing).
+        frames: the dataset's cues (uint8 (h, w, 3) image, float (h, w) cues, bool gt).
+        config: resolved config (``figures.max_frames``, ``cues.enabled`` are used).
+        predictor: optional model whose ``probability(rgb)`` gives float (h, w) in [0, 1].
+
+    Returns:
+        The PNG files written, in frame order.
+    """
+    from instrument_seg.cues.anchors import make_anchors
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for k in spread(len(frames), int(config["figures"]["max_frames"])):
+        fc = frames[k]
+        a_pos, a_neg = make_anchors(fc.cues, config["cues"]["enabled"])
+        prediction = predictor.probability(fc.image) if predictor is not None else None
+        written.append(
+            fig2_panel(
+                out / f"{fc.sequence}_{fc.name}.png",
+                fc.image,
+                fc.cues,
+                a_pos,
+                a_neg,
+                fc.gt,
+                prediction=prediction,
+                title=f"{fc.sequence} / {fc.name}",
+            )
+        )
+    return written
 
 
 def spread(n_total: int, n_pick: int) -> list[int]:
