@@ -19,7 +19,7 @@ setup(
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
         (f"share/{PACKAGE}", ["package.xml"]),
         (f"share/{PACKAGE}/launch", glob("launch/*.py")),
-        (f"share/{PACKAGE}/config", glob("config/*.yaml")),
+        (f"share/{PACKAGE}/config", glob("config/*.yaml") + glob("config/*.xml")),
     ],
     install_requires=[
         "numpy>=1.24",
@@ -47,6 +47,9 @@ setup(
             "ros-sensor-msgs~=5.5.1",
             "ros-std-msgs~=5.5.1",
             "ros-diagnostic-msgs~=5.5.1",
+            # rclpy.lifecycle (the managed segmentation node) and its change_state services
+            "ros-lifecycle-msgs~=2.3.0",
+            "ros-rcl-lifecycle~=10.1.3",
             "ros-rmw-fastrtps-cpp~=9.3.3",
             "colcon-common-extensions>=0.3",
         ],

@@ -1,7 +1,7 @@
 """segmentation_node end to end vs. the backend alone vs. a pass-through node, on this CPU.
 
 Run: .venv/bin/python benchmarks/bench_node.py [--model FILE.onnx] [--frames N]
-     [--rate HZ] [--seconds S] [--skip-qos]
+     [--rate HZ] [--seconds S] [--skip-qos] [--no-profile]
 
 Measured in one run, at 512x640 and 1280x1024 rgb8, over real DDS (FastDDS, loopback):
 - backend: ``Segmenter.predict`` in this process (resize, network, resize back, threshold);
@@ -13,8 +13,11 @@ Latency is publish (this process) to mask receipt (this process), one frame in f
 the three measured in turn in every round (load changes on a shared machine hit all alike);
 the sustained rate is masks received per second while publishing at ``--rate`` Hz, with the
 node's own received/processed/dropped counts (from /diagnostics) for that window. Prints medians
-and node / (pass-through + backend) (goal <= 1.1). Both nodes use reliable QoS, depth 5 (the
-node's defaults).
+and node / (pass-through + backend) (goal <= 1.1) and node - backend (the transport and
+conversion overhead; goal <= 15 ms at 1280x1024). The frames are published reliable (the system
+default) into the node's default best-effort subscription, the masks read reliable; every
+process uses the shipped FastDDS profile unless --no-profile (the QoS table of docs/ros.md is
+benchmarks/bench_dds.py).
 
 The QoS section publishes 1280x1024 and 512x640 rgb8 at ``--rate`` Hz to a pass-through that
 answers each received frame with a small reliable ack, with reliable and with best-effort
@@ -42,6 +45,15 @@ import numpy as np
 
 os.environ.setdefault("ROS_DOMAIN_ID", str(90 + os.getpid() % 10))
 os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+# This process (the camera) and the pass-through use the shipped FastDDS profile, as the node
+# does by itself (docs/ros.md); --no-profile: FastDDS's defaults everywhere.
+if "--no-profile" in sys.argv:
+    os.environ.pop("FASTDDS_DEFAULT_PROFILES_FILE", None)
+    os.environ["FASTDDS_BUILTIN_TRANSPORTS"] = "DEFAULT"
+else:
+    from instrument_seg.ros.dds_profile import use_shipped_profile
+
+    use_shipped_profile()
 
 import rclpy  # noqa: E402
 from builtin_interfaces.msg import Time  # noqa: E402
@@ -260,6 +272,9 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=30.0, help="publish rate (Hz)")
     parser.add_argument("--seconds", type=float, default=3.0, help="sustained-rate window (s)")
     parser.add_argument("--skip-qos", action="store_true", help="skip the QoS delivery section")
+    parser.add_argument(
+        "--no-profile", action="store_true", help="FastDDS defaults instead of the profile"
+    )
     parser.add_argument("--passthrough", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--ack", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--qos", default="reliable", help=argparse.SUPPRESS)
@@ -301,12 +316,14 @@ def main() -> None:
     print(f"model {model.name}; publish rate {args.rate:g} Hz; {args.frames} latency frames")
     print(
         f"{'size':>9} {'backend ms':>10} {'pass ms':>8} {'node ms':>8} {'ratio':>6} "
-        f"{'pass Hz':>8} {'node Hz':>8} {'node p50 ms':>11}  node received/processed/dropped"
+        f"{'overhead':>8} {'pass Hz':>8} {'node Hz':>8} {'node p50 ms':>11}  "
+        "node received/processed/dropped"
     )
     for h, w, backend, pass_ms, node_ms, pass_rate, node_rate, counts in rows:
         ratio = node_ms / (pass_ms + backend)
         print(
             f"{h:>4}x{w:<4} {backend:>10.1f} {pass_ms:>8.1f} {node_ms:>8.1f} {ratio:>6.2f} "
+            f"{node_ms - backend:>8.1f} "
             f"{pass_rate[0]:>8.1f} {node_rate[0]:>8.1f} {node_rate[2]:>11.1f}  "
             f"{counts['received']}/{counts['processed']}/{counts['dropped']} of "
             f"{int(args.rate * args.seconds)} sent"

@@ -19,6 +19,7 @@ imports (and is tested) where launch_ros is not installed.
 from __future__ import annotations
 
 from instrument_seg.ros.launch_plan import (
+    PROFILE_CONFIG,
     argument_values,
     as_choice,
     as_float,
@@ -26,6 +27,7 @@ from instrument_seg.ros.launch_plan import (
     clean_namespace,
     launch_description,
     node_plan,
+    profile_env,
 )
 from instrument_seg.ros.params import PACES
 
@@ -85,18 +87,28 @@ ARGUMENTS: dict[str, tuple[str, str]] = {
         "evaluation_node parameters YAML; empty uses the installed instrument_seg/config/"
         "eval.yaml.",
     ),
+    "fastdds_profile": (
+        "",
+        "FastDDS XML profile for the started nodes (FASTDDS_DEFAULT_PROFILES_FILE); empty: the "
+        "installed config/fastdds_large_data.xml unless the environment already names one.",
+    ),
 }
 
 
 def node_plans(
-    values: dict[str, str], default_seg_params: str, default_eval_params: str
+    values: dict[str, str],
+    default_seg_params: str,
+    default_eval_params: str,
+    default_profile: str = "",
 ) -> list[dict]:
     """The two nodes to start, from the launch arguments' values.
 
     Returns:
         ``[segmentation plan, evaluation plan]`` (:func:`instrument_seg.ros.launch_plan.
         node_plan`), both in ``namespace`` with no remappings (both use the relative ``image``
-        and ``mask``), each with its params file, then the non-empty arguments as overrides.
+        and ``mask``), each with its params file, then the non-empty arguments as overrides,
+        and the FastDDS profile (``fastdds_profile``, else ``default_profile`` unless the
+        environment names one) in their environment.
 
     Raises:
         ValueError: ``pace``, ``rate`` or ``threads`` is not a valid value.
@@ -113,14 +125,17 @@ def node_plans(
         ev["pace"] = as_choice("pace", v["pace"], PACES)
     if v["rate"]:
         ev["rate"] = as_float("rate", v["rate"], "a number of frames per second")
+    env = profile_env(v["fastdds_profile"], default_profile)
     return [
-        node_plan(SEG_EXECUTABLE, ns, v["seg_params_file"] or default_seg_params, seg),
-        node_plan(EVAL_EXECUTABLE, ns, v["eval_params_file"] or default_eval_params, ev),
+        node_plan(SEG_EXECUTABLE, ns, v["seg_params_file"] or default_seg_params, seg, (), env),
+        node_plan(EVAL_EXECUTABLE, ns, v["eval_params_file"] or default_eval_params, ev, (), env),
     ]
 
 
 def _plans(values: dict[str, str], installed) -> list[dict]:
-    return node_plans(values, installed(SEG_CONFIG), installed(EVAL_CONFIG))
+    return node_plans(
+        values, installed(SEG_CONFIG), installed(EVAL_CONFIG), installed(PROFILE_CONFIG)
+    )
 
 
 def generate_launch_description():

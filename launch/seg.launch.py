@@ -18,11 +18,13 @@ imports (and is tested) where launch_ros is not installed.
 from __future__ import annotations
 
 from instrument_seg.ros.launch_plan import (
+    PROFILE_CONFIG,
     argument_values,
     as_bool,
     clean_namespace,
     launch_description,
     node_plan,
+    profile_env,
 )
 
 EXECUTABLE = "segmentation_node"
@@ -54,16 +56,25 @@ ARGUMENTS: dict[str, tuple[str, str]] = {
         "false",
         "true: run a left and a right node in <namespace>/left and <namespace>/right.",
     ),
+    "fastdds_profile": (
+        "",
+        "FastDDS XML profile for the started nodes (FASTDDS_DEFAULT_PROFILES_FILE); empty: the "
+        "installed config/fastdds_large_data.xml unless the environment already names one.",
+    ),
 }
 
 
-def node_plans(values: dict[str, str], default_params_file: str) -> list[dict]:
+def node_plans(
+    values: dict[str, str], default_params_file: str, default_profile: str = ""
+) -> list[dict]:
     """Which nodes to start, from the launch arguments' values.
 
     Returns:
         One plan per node (:func:`instrument_seg.ros.launch_plan.node_plan`): the same name for
         both sides (the namespaces tell them apart), ``image`` remapped to ``image_topic``,
-        parameters from the params file, then ``model_path`` / ``backend`` if given.
+        parameters from the params file, then ``model_path`` / ``backend`` if given, and the
+        FastDDS profile (``fastdds_profile``, else ``default_profile`` unless the environment
+        names one) in their environment.
 
     Raises:
         ValueError: ``stereo`` is not a truth value.
@@ -72,6 +83,7 @@ def node_plans(values: dict[str, str], default_params_file: str) -> list[dict]:
     ns = clean_namespace(v["namespace"])
     overrides = {k: v[k] for k in ("model_path", "backend") if v[k]}
     sides = ("left", "right") if as_bool("stereo", v["stereo"]) else (None,)
+    env = profile_env(v["fastdds_profile"], default_profile)
     return [
         node_plan(
             EXECUTABLE,
@@ -79,13 +91,14 @@ def node_plans(values: dict[str, str], default_params_file: str) -> list[dict]:
             v["params_file"] or default_params_file,
             overrides,
             [("image", v["image_topic"])],
+            env,
         )
         for side in sides
     ]
 
 
 def _plans(values: dict[str, str], installed) -> list[dict]:
-    return node_plans(values, installed(CONFIG))
+    return node_plans(values, installed(CONFIG), installed(PROFILE_CONFIG))
 
 
 def generate_launch_description():

@@ -8,7 +8,9 @@ What this file sets, before any rclpy context exists and inherited by every node
 
 - ``ROS_DOMAIN_ID``: one per test process, claimed with an exclusive lock file, so parallel test
   runs on one machine (and a developer's live ROS graph) never see each other;
-- ``ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST``: discovery stays on this machine.
+- ``ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST``: discovery stays on this machine;
+- ``FASTDDS_DEFAULT_PROFILES_FILE``: the shipped profile (config/fastdds_large_data.xml), so the
+  probe's camera-sized frames reach the nodes' best-effort subscriptions.
 """
 
 from __future__ import annotations
@@ -19,11 +21,18 @@ from pathlib import Path
 import pytest
 
 from instrument_seg.cli.demo import claim_ros_domain  # lock-file claim, shared with make demo
+from instrument_seg.ros.dds_profile import use_shipped_profile
 
 os.environ["ROS_DOMAIN_ID"] = str(claim_ros_domain())
 os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
 os.environ.pop("ROS_STATIC_PEERS", None)
 os.environ["PYTHONUNBUFFERED"] = "1"
+# The test process publishes camera-sized frames, as a camera driver would: with the shipped
+# FastDDS profile (docs/ros.md); the nodes under test pick it up by themselves as well.
+for _name in ("FASTRTPS_DEFAULT_PROFILES_FILE", "FASTDDS_BUILTIN_TRANSPORTS"):
+    os.environ.pop(_name, None)
+os.environ.pop("FASTDDS_DEFAULT_PROFILES_FILE", None)
+use_shipped_profile()
 
 TINY_SIZE = (64, 80)
 

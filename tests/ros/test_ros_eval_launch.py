@@ -35,6 +35,11 @@ def test_the_evaluation_ending_shuts_the_launch_down():
 
 
 class TestPlans:
+    def test_fastdds_profile_passed_to_both_nodes(self, launch, monkeypatch):
+        monkeypatch.delenv("FASTDDS_DEFAULT_PROFILES_FILE", raising=False)
+        seg, ev = launch.node_plans({}, "/s.yaml", "/e.yaml", "/share/p.xml")
+        assert seg["env"] == ev["env"] == {"FASTDDS_DEFAULT_PROFILES_FILE": "/share/p.xml"}
+
     def test_defaults(self, launch):
         seg, ev = plans(launch)
         assert (seg["executable"], ev["executable"]) == ("segmentation_node", "evaluation_node")

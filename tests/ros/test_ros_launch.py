@@ -33,6 +33,19 @@ def values(**changes: str) -> dict[str, str]:
 
 
 class TestPlans:
+    def test_fastdds_profile_passed_to_the_nodes(self, launch, monkeypatch):
+        var = "FASTDDS_DEFAULT_PROFILES_FILE"
+        monkeypatch.delenv(var, raising=False)
+        (plan,) = launch.node_plans(values(), "/share/seg.yaml", "/share/p.xml")
+        assert plan["env"] == {var: "/share/p.xml"}
+        plans = launch.node_plans(
+            values(stereo="true", fastdds_profile="/mine.xml"), "/s.yaml", "/share/p.xml"
+        )
+        assert [p["env"] for p in plans] == [{var: "/mine.xml"}] * 2
+        monkeypatch.setenv(var, "/users_own.xml")  # the user's choice is inherited as it is
+        (plan,) = launch.node_plans(values(), "/share/seg.yaml", "/share/p.xml")
+        assert plan["env"] == {}
+
     def test_mono(self, launch):
         (plan,) = launch.node_plans(values(namespace="/psm/left/"), "/share/seg.yaml")
         assert plan["name"] == plan["executable"] == "segmentation_node"

@@ -27,7 +27,15 @@ PLAN_FILE = Path(launch_plan.__file__)
 FILES = {
     "seg.launch.py": (
         paths.LAUNCH_FILE,
-        {"model_path", "image_topic", "backend", "params_file", "namespace", "stereo"},
+        {
+            "model_path",
+            "image_topic",
+            "backend",
+            "params_file",
+            "namespace",
+            "stereo",
+            "fastdds_profile",
+        },
         {"EXECUTABLE": "instrument_seg.ros.segmentation_node:main"},
     ),
     "eval.launch.py": (
@@ -45,6 +53,7 @@ FILES = {
             "namespace",
             "seg_params_file",
             "eval_params_file",
+            "fastdds_profile",
         },
         {
             "SEG_EXECUTABLE": "instrument_seg.ros.segmentation_node:main",
@@ -177,7 +186,16 @@ class TestHelpers:
             "namespace": "/ns",
             "remappings": [("x", "y")],
             "parameters": ["/p.yaml", {"a": 1}],
+            "env": {},
         }
+
+    def test_profile_env(self):
+        var = "FASTDDS_DEFAULT_PROFILES_FILE"
+        assert launch_plan.profile_env("", "/share/p.xml", {}) == {var: "/share/p.xml"}
+        assert launch_plan.profile_env("/mine.xml", "/share/p.xml", {}) == {var: "/mine.xml"}
+        for user in (var, "FASTRTPS_DEFAULT_PROFILES_FILE", "FASTDDS_BUILTIN_TRANSPORTS"):
+            assert launch_plan.profile_env("", "/share/p.xml", {user: "x"}) == {}
+        assert launch_plan.profile_env("", "", {}) == {}
 
 
 @pytest.mark.skipif(

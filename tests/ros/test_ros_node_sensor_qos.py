@@ -1,8 +1,8 @@
-"""qos=sensor_data really is best effort, NaN-producing models are rejected, 1 Hz diagnostics.
+"""input_qos=sensor_data is best effort, NaN-producing models are rejected, 1 Hz diagnostics.
 
-One node with ``qos:=sensor_data``, a model whose head bias is NaN (every output NaN) and a
-fixed threshold (so the Segmenter itself does not refuse the map and the node's own finiteness
-check is what stops it), and the default diagnostics period.
+One node with ``input_qos:=sensor_data`` (the default, set explicitly), a model whose head bias
+is NaN (every output NaN) and a fixed threshold (so the Segmenter itself does not refuse the
+map and the node's own finiteness check is what stops it), and the default diagnostics period.
 """
 
 from __future__ import annotations
@@ -26,7 +26,8 @@ IMAGE, MASK = f"{NS}/image", f"{NS}/mask"
 
 @pytest.fixture(scope="module")
 def nan_node(tiny_models, tmp_path_factory):
-    params = {"model_path": str(tiny_models["nan_onnx"]), "qos": "sensor_data", "threshold": 0.5}
+    params = {"model_path": str(tiny_models["nan_onnx"]), "input_qos": "sensor_data",
+              "threshold": 0.5}
     node = rh.NodeProcess(tmp_path_factory.mktemp("qos") / "node.log", NS, params)
     probe = rh.Probe("seg_qos_probe")
     probe.subscribe(MASK, Image, rh.qos("sensor_data", 5))
@@ -57,7 +58,7 @@ def test_best_effort_publisher_matches_and_nan_output_is_rejected(nan_node):
         probe.wait_for(lambda: rejected() > 0, 1.0)
     assert rejected() > 0, node.output()
     values = probe.latest_diagnostics(NODE)
-    assert values["processed"] == "0" and values["qos"] == "sensor_data/5"
+    assert values["processed"] == "0" and values["input_qos"] == "sensor_data/5"
     assert not probe.messages[MASK], "a NaN map must not be published as a mask"
     warnings = [line for line in node.output().splitlines() if "[WARN]" in line]
     assert any(

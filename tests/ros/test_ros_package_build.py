@@ -71,6 +71,8 @@ def test_launch_config_and_index(workspace):
     assert (share / "config" / "seg.yaml").read_text() == paths.SEG_YAML.read_text()
     assert (share / "launch" / "eval.launch.py").read_text() == paths.EVAL_LAUNCH_FILE.read_text()
     assert (share / "config" / "eval.yaml").read_text() == paths.EVAL_YAML.read_text()
+    profile = share / "config" / "fastdds_large_data.xml"
+    assert profile.read_text() == (paths.REPO / "config" / "fastdds_large_data.xml").read_text()
     assert (share / "package.xml").is_file()
     index = workspace / "share" / "ament_index" / "resource_index" / "packages" / "instrument_seg"
     assert index.is_file()

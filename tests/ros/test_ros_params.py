@@ -90,25 +90,45 @@ class TestSegmentationSettings:
             backend="auto",
             input_size=None,
             threshold=None,
-            qos="reliable",
+            input_qos="sensor_data",
+            output_qos="reliable",
+            transport="raw",
             queue_depth=5,
             max_pixels=4096 * 4096,
             publish_overlay=True,
             threads=0,
             diagnostics_period=1.0,
+            autostart=True,
             warning_period=5.0,
         )
 
+    def test_rep_2003_defaults(self):
+        """Subscriptions best effort (they match every publisher), publishers reliable; the
+        evaluation node follows the same rule."""
+        seg = params.defaults(params.SEGMENTATION)
+        ev = params.defaults(params.EVALUATION)
+        assert (seg["input_qos"], seg["output_qos"]) == ("sensor_data", "reliable")
+        assert (ev["input_qos"], ev["output_qos"]) == ("sensor_data", "reliable")
+
     def test_conversions(self):
         s = params.segmentation_settings(
-            seg_values(input_size=[32, 40], threshold=0.25, backend="torch", qos="sensor_data")
+            seg_values(
+                input_size=[32, 40],
+                threshold=0.25,
+                backend="torch",
+                input_qos="reliable",
+                output_qos="sensor_data",
+                transport="compressed",
+            )
         )
-        assert (s.input_size, s.threshold, s.backend, s.qos) == (
+        assert (s.input_size, s.threshold, s.backend, s.input_qos, s.output_qos) == (
             (32, 40),
             0.25,
             "torch",
+            "reliable",
             "sensor_data",
         )
+        assert s.transport == "compressed"
         assert params.segmentation_settings(seg_values(threshold=" otsu ")).threshold == "otsu"
         assert params.segmentation_settings(seg_values(threshold="0.5")).threshold == 0.5
 
@@ -117,7 +137,12 @@ class TestSegmentationSettings:
         [
             ({"model_path": " "}, "parameter model_path is empty; set it to a .onnx"),
             ({"backend": "cuda"}, "parameter backend is 'cuda'; use one of auto, tensorrt"),
-            ({"qos": "fastest"}, "parameter qos is 'fastest'; use one of reliable, sensor_data"),
+            (
+                {"input_qos": "fastest"},
+                "parameter input_qos is 'fastest'; use one of reliable, sensor_data",
+            ),
+            ({"output_qos": "x"}, "parameter output_qos is 'x'; use one of reliable, sensor"),
+            ({"transport": "theora"}, "parameter transport is 'theora'; use one of raw, compr"),
             ({"input_size": [0, 40]}, "parameter input_size is [0, 40]; use [H, W] or [0, 0]"),
             ({"input_size": [32]}, "parameter input_size is [32]"),
             ({"queue_depth": 0}, "parameter queue_depth is 0; use 1 or more"),
@@ -159,6 +184,7 @@ class TestEvaluationSettings:
             ({"output_dir": " "}, "output_dir is empty"),
             ({"max_frames": -1}, "max_frames is -1; use 0 (all) or more"),
             ({"queue_depth": 0}, "queue_depth is 0; use 1 or more"),
+            ({"input_qos": "fast"}, "input_qos is 'fast'; use one of reliable, sensor_data"),
         ],
     )
     def test_bad_values(self, change, words):
@@ -215,7 +241,7 @@ class TestDeclare:
         node = make_node("declare_seg", {"threshold": 0.5})
         params.declare(node, params.SEGMENTATION)
         assert params.values_of(node, params.SEGMENTATION)["threshold"] == 0.5
-        (result,) = node.set_parameters([Parameter("qos", value="sensor_data")])
+        (result,) = node.set_parameters([Parameter("input_qos", value="reliable")])
         assert not result.successful  # read-only: restart the node to change it
         with pytest.raises(ParameterException):
             params.declare(

@@ -6,7 +6,15 @@ import math
 import threading
 import time
 
-from instrument_seg.ros.realtime import Counters, Mailbox, RateLimiter, percentiles_ms
+import numpy as np
+
+from instrument_seg.ros.realtime import (
+    Counters,
+    Mailbox,
+    RateLimiter,
+    StampGaps,
+    percentiles_ms,
+)
 
 
 class TestMailbox:
@@ -86,6 +94,16 @@ class TestCounters:
         assert snap["input_rate_hz"] > 0
         assert counters.snapshot()["input_rate_hz"] == 0.0  # nothing new since
 
+    def test_end_to_end_and_loss_counters(self):
+        counters = Counters()
+        counters.processed_with_latency(0.010, 0.050)
+        counters.processed_with_latency(0.010, None)  # stamp not on this clock: left out
+        counters.add("lost_dds", 3)
+        counters.add("qos_incompatible")
+        snap = counters.snapshot()
+        assert math.isclose(snap["e2e_latency_p50_ms"], 50.0)
+        assert snap["lost_dds"] == 3 and snap["lost"] == 3 and snap["qos_incompatible"] == 1
+
     def test_no_latency_yet_is_nan(self):
         assert all(math.isnan(v) for v in percentiles_ms([], (50, 95)))
 
@@ -96,3 +114,46 @@ def test_rate_limiter_is_per_key():
     assert not limiter.allow("length")
     time.sleep(0.25)
     assert limiter.allow("length")
+
+
+class TestStampGaps:
+    PERIOD = 33_333_333
+
+    def stamps(self, n: int, skip=(), jitter: float = 0.0, start: int = 10**18):
+        rng = np.random.default_rng(0)
+        return [
+            start + k * self.PERIOD + int(rng.normal(0, jitter))
+            for k in range(n)
+            if k not in skip
+        ]
+
+    def test_counts_the_frames_missing_between_stamps(self):
+        gaps = StampGaps()
+        skip = {20, 21, 22, 50, 77}
+        for stamp in self.stamps(100, skip, jitter=1e6):
+            gaps.add(stamp)
+        result = gaps.update()
+        assert result["lost"] == len(skip)
+        assert 29 < result["rate_hz"] < 32
+
+    def test_no_estimate_before_enough_intervals(self):
+        gaps = StampGaps(min_intervals=10)
+        for stamp in self.stamps(8, skip={3}):
+            gaps.add(stamp)
+        assert gaps.update()["lost"] == 0 and math.isnan(gaps.update()["rate_hz"])
+
+    def test_restart_and_repeat_start_a_new_segment(self):
+        gaps = StampGaps()
+        for stamp in self.stamps(30) + self.stamps(30, start=10**17) + self.stamps(3)[-1:] * 3:
+            gaps.add(stamp)
+        assert gaps.update()["lost"] == 0  # a camera restart is not a loss
+
+    def test_incremental_updates(self):
+        gaps = StampGaps()
+        stamps = self.stamps(60, skip={40})
+        for stamp in stamps[:30]:
+            gaps.add(stamp)
+        assert gaps.update()["lost"] == 0
+        for stamp in stamps[30:]:
+            gaps.add(stamp)
+        assert gaps.update()["lost"] == 1

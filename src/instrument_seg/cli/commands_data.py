@@ -72,6 +72,7 @@ def cmd_bag(args: argparse.Namespace) -> str:
             gt_topic=args.gt_topic or bags.DEFAULT_GT_TOPIC,
             frame_id=args.frame_id,
             progress=bar.update,
+            compressed=args.compressed or "",
         )
     sizes = ", ".join(f"{h}x{w}" for h, w in r.sizes)
     gt = f"masks on {r.gt_topic}" if r.with_gt else "no ground truth"

@@ -174,6 +174,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="topic of the masks (default: /camera/gt_mask; --extract: the bag's own)",
     )
     p.add_argument("--frame-id", default="camera_optical_frame", help="header frame_id (--data)")
+    p.add_argument(
+        "--compressed",
+        nargs="?",
+        const="jpeg",
+        choices=("jpeg", "png"),
+        help="frames as sensor_msgs/CompressedImage (jpeg, the default, or png) on "
+        "<image-topic>/compressed, as a recorded camera (--data)",
+    )
     p.set_defaults(func=cmd_bag, check=check_bag)
     return parser
 

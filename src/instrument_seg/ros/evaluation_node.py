@@ -22,6 +22,12 @@ logs one summary line and exits 0. It also records the segmentation node's ``/di
 answer to the first frame within ``mask_timeout``, or a bad parameter or bag: one fatal line
 and exit status 1; it never waits longer than its time-outs.
 
+QoS per REP-2003, as the segmentation node: ``input_qos`` (default sensor_data, best effort) for
+the mask, ground-truth and (listen) image subscriptions, ``output_qos`` (default reliable) for
+the replayed frames; :func:`main` uses the shipped FastDDS profile
+(:mod:`instrument_seg.ros.dds_profile`) unless the environment names one, so replayed
+camera-sized frames reach a best-effort subscription.
+
 This file only wires ROS to :class:`instrument_seg.evaluation.report.StreamScorer`; it holds no
 scoring.
 """
@@ -45,6 +51,7 @@ from std_msgs.msg import Header
 
 from instrument_seg.errors import InputError
 from instrument_seg.ros.conversions import ImageFormatError, array_to_image, image_to_array
+from instrument_seg.ros.dds_profile import use_shipped_profile
 from instrument_seg.ros.params import (
     EVALUATION,
     MAX_CONSECUTIVE_MISSES,
@@ -104,21 +111,24 @@ class EvaluationNode(Node):
         self._last_gt_at: float | None = None
         s = self.settings
         self._mask_sub = self.create_subscription(
-            Image, "mask", self._on_mask, qos_profile(s.qos, MASK_DEPTH)
+            Image, "mask", self._on_mask, qos_profile(s.input_qos, MASK_DEPTH)
         )
         self.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 10)
         self._image_pub = None
         self._gt_sub = self._image_sub = None
         if s.mode == "replay":
             self._image_pub = self.create_publisher(
-                Image, "image", qos_profile(s.qos, s.queue_depth)
+                Image, "image", qos_profile(s.output_qos, s.queue_depth)
             )
         else:
             self._gt_sub = self.create_subscription(
-                Image, "ground_truth", self._on_ground_truth, qos_profile(s.qos, s.queue_depth)
+                Image,
+                "ground_truth",
+                self._on_ground_truth,
+                qos_profile(s.input_qos, s.queue_depth),
             )
             self._image_sub = self.create_subscription(
-                Image, "image", self._on_image, qos_profile(s.qos, s.queue_depth)
+                Image, "image", self._on_image, qos_profile(s.input_qos, s.queue_depth)
             )
 
     # --- callbacks (executor thread) -------------------------------------------------------
@@ -223,7 +233,7 @@ class EvaluationNode(Node):
         raise NoAnswer(
             f"no segmentation node answered within {s.startup_timeout:g} s: "
             f"{' and '.join(missing)} (start segmentation_node in this namespace, or remap "
-            "image and mask; the qos parameters must match)"
+            "image and mask; a reliable subscription does not match a best-effort publisher)"
         )
 
     def _replay(self) -> dict[str, Any]:
@@ -297,7 +307,8 @@ class EvaluationNode(Node):
             "bag_gt_topic": index.gt_topic,
             "image_topic": self._image_pub.topic_name,
             "mask_topic": self._mask_sub.topic_name,
-            "qos": f"{s.qos}/{s.queue_depth}",
+            "input_qos": f"{s.input_qos}/{s.queue_depth}",
+            "output_qos": f"{s.output_qos}/{s.queue_depth}",
             "mask_timeout_s": s.mask_timeout,
             "resent": resent,
         }
@@ -380,7 +391,8 @@ class EvaluationNode(Node):
             "gt_topic": gt_topic,
             "image_topic": self._image_sub.topic_name,
             "mask_topic": mask_topic,
-            "qos": f"{s.qos}/{s.queue_depth}",
+            "input_qos": f"{s.input_qos}/{s.queue_depth}",
+            "output_qos": f"{s.output_qos}/{s.queue_depth}",
             "mask_timeout_s": s.mask_timeout,
         }
 
@@ -424,6 +436,7 @@ def main(args: list[str] | None = None) -> int:
         0 after the report was written; 1 for a bad parameter or bag, no segmentation node
         within the time-outs, or an interrupted replay (one fatal log line each).
     """
+    use_shipped_profile()  # before rclpy.init: the replayed frames are camera-sized
     rclpy.init(args=args)
     node = None
     executor = None

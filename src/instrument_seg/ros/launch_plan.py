@@ -12,10 +12,15 @@ launch_ros is not installable. Arguments are plain strings: nothing is evaluated
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import os
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from instrument_seg.ros.dds_profile import PROFILE_FILE, PROFILE_VARIABLE, USER_VARIABLES
+
 PACKAGE = "instrument_seg"
+#: The shipped FastDDS profile in the installed share (config parts, as ``installed`` takes).
+PROFILE_CONFIG = ("config", PROFILE_FILE)
 
 #: name -> (default, description) of every argument of a launch file.
 Arguments = dict[str, tuple[str, str]]
@@ -71,21 +76,37 @@ def as_choice(name: str, text: str, choices: Iterable[str]) -> str:
     return text
 
 
+def profile_env(
+    argument: str, installed_profile: str, environ: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """The environment a started node gets for FastDDS: ``argument`` if given, else the
+    installed profile unless the launching environment already configures FastDDS."""
+    env = os.environ if environ is None else environ
+    if argument:
+        return {PROFILE_VARIABLE: argument}
+    if any(env.get(name) for name in USER_VARIABLES) or not installed_profile:
+        return {}
+    return {PROFILE_VARIABLE: installed_profile}
+
+
 def node_plan(
     executable: str,
     namespace: str,
     params_file: str,
     overrides: dict[str, Any],
     remappings: Iterable[tuple[str, str]] = (),
+    env: dict[str, str] | None = None,
 ) -> dict:
     """One node to start: the console script ``executable`` (also its node name) in
-    ``namespace``, parameters from ``params_file`` then ``overrides``."""
+    ``namespace``, parameters from ``params_file`` then ``overrides``, extra environment
+    ``env`` (the FastDDS profile)."""
     return {
         "name": executable,
         "executable": executable,
         "namespace": namespace,
         "remappings": list(remappings),
         "parameters": [params_file, overrides],
+        "env": dict(env or {}),
     }
 
 
@@ -132,6 +153,7 @@ def _launch_nodes(context, *, arguments: Arguments, planner: Planner, ends_launc
             namespace=plan["namespace"],
             remappings=plan["remappings"],
             parameters=plan["parameters"],
+            additional_env=plan.get("env") or None,
             output="screen",
             emulate_tty=True,
         )

@@ -25,6 +25,7 @@ from instrument_seg.errors import InputError
 #: importing the inference package here would load OpenCV into every launch file).
 BACKENDS = ("auto", "tensorrt", "onnxruntime", "torch")
 QOS_CHOICES = ("reliable", "sensor_data")
+TRANSPORTS = ("raw", "compressed")
 MODES = ("replay", "listen")
 PACES = ("lockstep", "recorded", "fixed")
 #: Lockstep replay ends the run when this many frames in a row go unanswered.
@@ -108,20 +109,34 @@ SEGMENTATION: Table = (
         dynamic_typing=True,
     ),
     Parameter(
-        "qos",
-        "reliable",
-        "QoS of image, mask, confidence and overlay: reliable (keep-last queue_depth, reliable) "
-        "or sensor_data (keep-last queue_depth, best effort). See docs/ros.md for the "
-        "measurement behind the default.",
+        "input_qos",
+        "sensor_data",
+        "QoS of the image subscription: sensor_data (best effort, keep-last queue_depth; matches "
+        "every publisher, REP-2003) or reliable (matches only reliable publishers).",
         choices=QOS_CHOICES,
+    ),
+    Parameter(
+        "output_qos",
+        "reliable",
+        "QoS of mask, confidence and overlay: reliable (the system default, REP-2003; every "
+        "subscriber matches) or sensor_data (best effort: reliable subscribers get nothing).",
+        choices=QOS_CHOICES,
+    ),
+    Parameter(
+        "transport",
+        "raw",
+        "Input transport, as image_transport names it: raw subscribes image "
+        "(sensor_msgs/Image), compressed subscribes image/compressed "
+        "(sensor_msgs/CompressedImage, JPEG or PNG).",
+        choices=TRANSPORTS,
     ),
     Parameter(
         "queue_depth",
         5,
-        "DDS history depth (keep-last) of the image subscription and the outputs. Frames waiting "
-        "in DDS beyond it are replaced unseen (1 lost ~40% of 1280x1024 frames at 30 Hz here, 5 "
-        "none, docs/ros.md); the executor hands every taken frame to a one-slot mailbox, so a "
-        "deeper queue adds no latency and every frame the worker skips is counted as dropped.",
+        "DDS history depth (keep-last) of the image subscription and the outputs. The executor "
+        "hands every taken frame to a one-slot mailbox, so a deeper queue adds no latency; "
+        "frames the worker skips are counted as dropped, frames lost before the node saw them "
+        "as lost (docs/ros.md).",
         minimum=1,
     ),
     Parameter(
@@ -146,6 +161,12 @@ SEGMENTATION: Table = (
     ),
     Parameter(
         "diagnostics_period", 1.0, "Seconds between /diagnostics messages.", positive=True
+    ),
+    Parameter(
+        "autostart",
+        True,
+        "Configure and activate the lifecycle node at start-up (as a plain node); false: wait "
+        "for change_state (configure loads the model, activate creates the topics).",
     ),
     Parameter(
         "warning_period",
@@ -228,10 +249,17 @@ EVALUATION: Table = (
         dynamic_typing=True,
     ),
     Parameter(
-        "qos",
+        "input_qos",
+        "sensor_data",
+        "QoS of the mask, ground_truth and (listen) image subscriptions: sensor_data (best "
+        "effort; matches every publisher, REP-2003) or reliable.",
+        choices=QOS_CHOICES,
+    ),
+    Parameter(
+        "output_qos",
         "reliable",
-        "QoS of image, mask and ground_truth: reliable or sensor_data (best effort), as the "
-        "segmentation node's qos parameter.",
+        "QoS of the replayed image publisher: reliable (the system default, REP-2003) or "
+        "sensor_data (best effort).",
         choices=QOS_CHOICES,
     ),
     Parameter(
@@ -324,12 +352,15 @@ class SegmentationSettings:
     backend: str
     input_size: tuple[int, int] | None
     threshold: str | float | None
-    qos: str
+    input_qos: str
+    output_qos: str
+    transport: str
     queue_depth: int
     max_pixels: int
     publish_overlay: bool
     threads: int
     diagnostics_period: float
+    autostart: bool
     warning_period: float
 
 
@@ -348,7 +379,8 @@ class EvaluationSettings:
     startup_timeout: float
     mask_timeout: float
     idle_timeout: float
-    qos: str
+    input_qos: str
+    output_qos: str
     queue_depth: int
 
 

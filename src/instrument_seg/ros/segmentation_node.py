@@ -1,21 +1,32 @@
 """segmentation_node: camera images in, instrument mask and confidence map out.
 
 Topics (relative, remap them in launch):
-- subscribes ``image`` (``sensor_msgs/Image``: rgb8, bgr8, rgba8, bgra8, mono8, mono16);
+- subscribes ``image`` (``sensor_msgs/Image``: rgb8, bgr8, rgba8, bgra8, mono8, mono16), or with
+  ``transport: compressed`` ``<image>/compressed`` (``sensor_msgs/CompressedImage``, JPEG/PNG),
+  named as image_transport names it (the remapped ``image`` plus ``/compressed``);
 - publishes ``mask`` (mono8, 0/255) and ``confidence`` (32FC1, P(instrument)), both at the
   input's resolution with the input's header, and ``overlay`` (rgb8, the mask blended on the
-  frame) only while something subscribes to it;
+  frame); each output is built only while something subscribes to it;
 - publishes ``/diagnostics`` (``diagnostic_msgs/DiagnosticArray``) every ``diagnostics_period``.
+
+QoS per REP-2003: ``input_qos`` (default sensor_data: best effort, matches every publisher) for
+the subscription, ``output_qos`` (default reliable) for the outputs. An incompatible-QoS event on
+any topic is counted in diagnostics and logged once per topic with both sides' policies.
+
+A lifecycle (managed) node: configure reads the parameters and loads the model, activate creates
+the publishers, the worker and the subscription, deactivate and cleanup free them; with
+``autostart`` (default) :func:`main` configures and activates it at start-up.
 
 The executor thread only hands each frame to a one-slot mailbox; a worker thread converts,
 runs the :class:`~instrument_seg.inference.Segmenter` and publishes. A frame still waiting when
-a newer one arrives is dropped and counted, so latency never grows with a backlog. Malformed
-frames are rejected with a rate-limited warning and counted; the node keeps running. A model
-that cannot be loaded is one fatal log line and exit status 1.
+a newer one arrives is dropped and counted, so latency never grows with a backlog; frames that
+never reached the node are counted as lost (the RMW's message-lost event, and an estimate from
+gaps in the header stamps). Malformed frames are rejected with a rate-limited warning (untrusted
+strings escaped and cut) and counted; the node keeps running. A model that cannot be loaded is
+one fatal log line and exit status 1.
 
 All parameters are declared from :data:`instrument_seg.ros.params.SEGMENTATION` (with
-descriptions) and listed with their defaults in ``config/seg.yaml``. They are read-only: restart
-the node to change them.
+descriptions) and listed with their defaults in ``config/seg.yaml``. They are read-only.
 """
 
 from __future__ import annotations
@@ -29,18 +40,21 @@ from typing import Any
 import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rclpy.event_handler import PublisherEventCallbacks, SubscriptionEventCallbacks
 from rclpy.exceptions import ParameterException
 from rclpy.executors import ExternalShutdownException
-from rclpy.node import Node
-from sensor_msgs.msg import Image
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from sensor_msgs.msg import CompressedImage, Image
 
 from instrument_seg.errors import InputError
+from instrument_seg.imagemsg import compressed_to_rgb8, safe_text
 from instrument_seg.ros.conversions import (
     INPUT_ENCODINGS,
     ImageFormatError,
     array_to_image,
     image_to_rgb8,
 )
+from instrument_seg.ros.dds_profile import use_shipped_profile
 from instrument_seg.ros.params import (
     SEGMENTATION,
     SegmentationSettings,
@@ -48,41 +62,109 @@ from instrument_seg.ros.params import (
     segmentation_settings,
     values_of,
 )
-from instrument_seg.ros.qos import qos_profile
+from instrument_seg.ros.qos import describe, qos_profile
 from instrument_seg.ros.realtime import Counters, Mailbox, RateLimiter
 
 NODE_NAME = "segmentation_node"
+#: End-to-end latencies (header stamp to publish) outside [0, this) s are not on this host's
+#: clock (a replayed bag, sim time) and are left out.
+MAX_E2E_S = 60.0
+SUCCESS, FAILURE = TransitionCallbackReturn.SUCCESS, TransitionCallbackReturn.FAILURE
 
 
-class SegmentationNode(Node):
+def stamp_ns(header: Any) -> int:
+    """A header's stamp in integer nanoseconds."""
+    return int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec)
+
+
+class SegmentationNode(LifecycleNode):
     """Wires topics, parameters and diagnostics around a Segmenter (see the module docstring).
 
-    Construct, then :meth:`start` (reads parameters, loads the model, starts the worker), spin,
-    then :meth:`stop` (stops the worker, frees the model).
+    Lifecycle: configure (:meth:`on_configure`: parameters, model), activate (topics, worker),
+    deactivate, cleanup; :meth:`start` does configure + activate and raises on failure,
+    :meth:`stop` releases everything.
     """
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(NODE_NAME, **kwargs)
         declare(self, SEGMENTATION)
+        self.autostart = bool(self.get_parameter("autostart").value)
         self.settings: SegmentationSettings | None = None
         self.segmenter: Any = None
         self.counters = Counters()
-        self._mailbox = Mailbox()
+        self.fastdds_profile: str | None = None
+        self.configure_error = ""
+        self._mailbox: Mailbox | None = None
         self._worker: threading.Thread | None = None
-        self._overlay_pub = None
+        self._image_sub = self._timer = None
+        self._mask_pub = self._confidence_pub = self._overlay_pub = None
+        self._diagnostics_pub = None
         self._overlay_fn = None
-        self._rejected_before = 0
-        self._failed_before = 0
+        self._topic = ""
+        self._reported = {"rejected": 0, "failed": 0, "lost": 0, "qos_incompatible": 0}
+        self._incompatible_logged: set[str] = set()
+        self._warnings = RateLimiter(5.0)
         self._stopping = False
+        self._quiet = False  # start(): main logs the failure as the one fatal line
 
     # --- life cycle ------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Reads parameters, loads and warms up the model, creates topics, starts the worker.
+        """Configure and activate (autostart).
 
         Raises:
             InputError: a bad parameter or a model that cannot be loaded (one sentence).
         """
+        self._quiet = True
+        try:
+            if self.trigger_configure() != SUCCESS:
+                raise InputError(self.configure_error or "configure failed")
+            if self.trigger_activate() != SUCCESS:
+                raise InputError(self.configure_error or "activate failed")
+        finally:
+            self._quiet = False
+
+    def stop(self) -> None:
+        """Stops the worker (finishing the frame in hand), destroys the topics, frees the model."""
+        self._deactivate()
+        self._cleanup()
+
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Reads the parameters, loads and warms up the model."""
+        try:
+            self._configure()
+        except InputError as exc:
+            self.configure_error = str(exc)
+            self._cleanup()
+            if not self._quiet:
+                self.get_logger().error(f"cannot configure: {exc}")
+            return FAILURE
+        return SUCCESS
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Creates the publishers, starts the worker, subscribes."""
+        self._activate()
+        return SUCCESS
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Unsubscribes, stops the worker, destroys the publishers."""
+        self._deactivate()
+        return SUCCESS
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Frees the model."""
+        self._cleanup()
+        return SUCCESS
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self.stop()
+        return SUCCESS
+
+    def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self.stop()
+        return SUCCESS
+
+    def _configure(self) -> None:
         self.settings = s = segmentation_settings(values_of(self, SEGMENTATION))
         from instrument_seg.inference import Segmenter  # the model stack loads with the node
 
@@ -118,46 +200,115 @@ class SegmentationNode(Node):
             from instrument_seg.evaluation.figures import overlay
 
             self._overlay_fn = overlay
-
-        qos = qos_profile(s.qos, s.queue_depth)
-        self._mask_pub = self.create_publisher(Image, "mask", qos)
-        self._confidence_pub = self.create_publisher(Image, "confidence", qos)
-        if s.publish_overlay:
-            self._overlay_pub = self.create_publisher(Image, "overlay", qos)
-        self._diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self._warnings = RateLimiter(s.warning_period)
+
+    def _activate(self) -> None:
+        s = self.settings
+        out_qos = qos_profile(s.output_qos, s.queue_depth)
+        self._mask_pub = self._publisher("mask", out_qos)
+        self._confidence_pub = self._publisher("confidence", out_qos)
+        if s.publish_overlay:
+            self._overlay_pub = self._publisher("overlay", out_qos)
+        self._diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self._stopping = False
+        self._mailbox = Mailbox()
         self._worker = threading.Thread(target=self._work, name="segmentation", daemon=True)
         self._worker.start()
-        self._image_sub = self.create_subscription(Image, "image", self._on_image, qos)
-        self.create_timer(s.diagnostics_period, self._publish_diagnostics)
+        in_qos = qos_profile(s.input_qos, s.queue_depth)
+        if s.transport == "compressed":
+            # image_transport's naming: the (remapped) base topic plus "/compressed"
+            msg_type, topic = CompressedImage, self.resolve_topic_name("image") + "/compressed"
+        else:
+            msg_type, topic = Image, "image"
+        events = SubscriptionEventCallbacks(
+            incompatible_qos=lambda event: self._on_incompatible(self._topic, "subscription"),
+            message_lost=lambda event: self.counters.add("lost_dds", event.total_count_change),
+        )
+        self._image_sub = self.create_subscription(
+            msg_type, topic, self._on_image, in_qos, event_callbacks=events
+        )
+        self._topic = self._image_sub.topic_name
+        self._timer = self.create_timer(s.diagnostics_period, self._publish_diagnostics)
+        size = _size(self.segmenter)
         self.get_logger().info(
-            f"segmenting {self._image_sub.topic_name} with {self.segmenter.backend} "
-            f"({s.model_path}, input {model_size[0]}x{model_size[1]}), qos {s.qos} depth "
-            f"{s.queue_depth}"
+            f"segmenting {self._topic} with {self.segmenter.backend} ({s.model_path}, input "
+            f"{size}, transport {s.transport}); input_qos {describe(in_qos)}, output_qos "
+            f"{describe(out_qos)}; FastDDS profile {self.fastdds_profile or 'of the environment'}"
         )
 
-    def stop(self) -> None:
-        """Stops the worker (finishing the frame in hand) and frees the model."""
+    def _publisher(self, topic: str, profile: Any) -> Any:
+        holder: dict[str, Any] = {}
+        events = PublisherEventCallbacks(
+            incompatible_qos=lambda event: self._on_incompatible(
+                holder["pub"].topic_name, "publisher"
+            )
+        )
+        holder["pub"] = self.create_publisher(Image, topic, profile, event_callbacks=events)
+        return holder["pub"]
+
+    def _deactivate(self) -> None:
         self._stopping = True
-        self._mailbox.close()
+        if self._image_sub is not None:
+            self.destroy_subscription(self._image_sub)
+            self._image_sub = None
+        if self._mailbox is not None:
+            self._mailbox.close()
         if self._worker is not None:
             self._worker.join(timeout=10.0)
+            self._worker = None
+        if self._timer is not None:
+            self.destroy_timer(self._timer)
+            self._timer = None
+        for name in ("_mask_pub", "_confidence_pub", "_overlay_pub", "_diagnostics_pub"):
+            pub = getattr(self, name)
+            if pub is not None:
+                self.destroy_publisher(pub)
+                setattr(self, name, None)
+
+    def _cleanup(self) -> None:
         if self.segmenter is not None:
             self.segmenter.close()
             self.segmenter = None
+        self._overlay_fn = None
+
+    # --- QoS events (executor thread) ------------------------------------------------------
+
+    def _on_incompatible(self, topic: str, side: str) -> None:
+        """Counts an incompatible-QoS event; logs it once per topic with both sides' QoS."""
+        self.counters.add("qos_incompatible")
+        if topic in self._incompatible_logged:
+            return
+        self._incompatible_logged.add(topic)
+        if side == "subscription":
+            ours, others = self._image_sub, self.get_publishers_info_by_topic(topic)
+            other = "publisher(s)"
+            hint = "set input_qos sensor_data: best effort matches every publisher"
+        else:
+            outputs = (self._mask_pub, self._confidence_pub, self._overlay_pub)
+            ours = next((p for p in outputs if p is not None and p.topic_name == topic), None)
+            others, other = self.get_subscriptions_info_by_topic(topic), "subscriber(s)"
+            hint = "set output_qos reliable: every subscriber matches a reliable publisher"
+        mine = describe(ours.qos_profile) if ours is not None else "unknown"
+        theirs = sorted({describe(i.qos_profile) for i in others})
+        self.get_logger().warning(
+            f"incompatible QoS on {topic}: this node's {side} is {mine}, the other {other} "
+            f"{', '.join(theirs) or 'unknown'}; no message flows between them ({hint})"
+        )
 
     # --- frames ----------------------------------------------------------------------------
 
-    def _on_image(self, msg: Image) -> None:
-        """Executor thread: stamp receipt, hand over, count a replaced frame as dropped."""
-        received_at = time.monotonic()
+    def _on_image(self, msg: Any, info: Any) -> None:
+        """Executor thread: note receipt and stamp, hand over, count a replaced frame."""
+        received = int(info.get("received_timestamp") or 0) or time.time_ns()
         self.counters.add("received")
-        if self._mailbox.put((msg, received_at)):
+        self.counters.gaps.add(stamp_ns(msg.header))
+        if self._mailbox.put((msg, received)):
             self.counters.add("dropped")
 
     def _work(self) -> None:
+        mailbox = self._mailbox
         while True:
-            item = self._mailbox.get()
+            item = mailbox.get()
             if item is None:
                 return
             try:
@@ -168,21 +319,25 @@ class SegmentationNode(Node):
                     return
                 if self._warnings.allow("failed"):
                     self.get_logger().error(
-                        f"segmentation failed on a frame from {self._image_sub.topic_name}: "
-                        f"{type(exc).__name__}: {exc}"
+                        f"segmentation failed on a frame from {self._topic}: "
+                        f"{type(exc).__name__}: {safe_text(str(exc), 200)}"
                     )
 
     def _reject(self, kind: str, problem: str) -> None:
         count = self.counters.reject(kind)
         if self._warnings.allow(kind):
             self.get_logger().warning(
-                f"rejected a frame on {self._image_sub.topic_name}: {problem} "
+                f"rejected a frame on {self._topic}: {problem} "
                 f"({count} '{kind}' rejection(s) so far)"
             )
 
-    def _process(self, msg: Image, received_at: float) -> None:
+    def _process(self, msg: Any, received_ns: int) -> None:
+        s = self.settings
         try:
-            rgb = image_to_rgb8(msg, self.settings.max_pixels)
+            if s.transport == "compressed":
+                rgb = compressed_to_rgb8(msg, s.max_pixels)
+            else:
+                rgb = image_to_rgb8(msg, s.max_pixels)
         except ImageFormatError as exc:
             self._reject(exc.kind, str(exc))
             return
@@ -206,10 +361,24 @@ class SegmentationNode(Node):
                 "output", f"outputs of dtype {np.asarray(mask).dtype} / {np.asarray(prob).dtype}"
             )
             return
-        # The mask first: consumers that only need it do not wait for the 4x larger map.
-        self._mask_pub.publish(array_to_image(mask, "mono8", msg.header))
-        self._confidence_pub.publish(array_to_image(prob, "32FC1", msg.header))
-        self.counters.processed_with_latency(time.monotonic() - received_at)
+        # The mask first: consumers that only need it do not wait for the 4x larger map. An
+        # output nobody subscribes to is not built (a 1280x1024 confidence map is 5.2 MB).
+        skipped = 0
+        for pub, array, encoding in (
+            (self._mask_pub, mask, "mono8"),
+            (self._confidence_pub, prob, "32FC1"),
+        ):
+            if pub.get_subscription_count() > 0:
+                pub.publish(array_to_image(array, encoding, msg.header))
+            else:
+                skipped += 1
+        now = time.time_ns()
+        e2e = (now - stamp_ns(msg.header)) / 1e9
+        self.counters.processed_with_latency(
+            (now - received_ns) / 1e9, e2e if 0.0 <= e2e < MAX_E2E_S else None
+        )
+        if skipped:
+            self.counters.add("outputs_skipped", skipped)
         if self._overlay_pub is not None and self._overlay_pub.get_subscription_count() > 0:
             drawn = self._overlay_fn(np.ascontiguousarray(rgb), mask > 0)
             self._overlay_pub.publish(array_to_image(drawn, "rgb8", msg.header))
@@ -220,35 +389,56 @@ class SegmentationNode(Node):
     def _publish_diagnostics(self) -> None:
         c = self.counters.snapshot()
         s = self.settings
-        topic = self._image_sub.topic_name
-        new_rejected = c["rejected"] - self._rejected_before
-        new_failed = c["failed"] - self._failed_before
-        self._rejected_before, self._failed_before = c["rejected"], c["failed"]
-        if new_rejected or new_failed:
+        topic = self._topic
+        new = {k: c[k] - self._reported[k] for k in self._reported}
+        self._reported = {k: c[k] for k in self._reported}
+        problems = [
+            f"{new[k]} {k.replace('_', ' ')}" for k in self._reported if new[k]
+        ]
+        if problems:
             level = DiagnosticStatus.WARN
-            message = f"{new_rejected} rejected, {new_failed} failed frame(s) since last report"
+            message = f"{', '.join(problems)} frame event(s) since last report"
+            if new["qos_incompatible"]:
+                message += f" (incompatible QoS: see the node's log for {topic} and its outputs)"
+        elif c["received"] == 0 and c["qos_incompatible"]:
+            level = DiagnosticStatus.WARN
+            message = f"no images: incompatible QoS on {topic} or an output (see the log)"
         elif c["received"] == 0:
             level, message = DiagnosticStatus.OK, f"waiting for images on {topic}"
         else:
             level = DiagnosticStatus.OK
-            message = f"{c['input_rate_hz']:.1f} Hz in, p50 latency {c['latency_p50_ms']:.1f} ms"
+            message = (
+                f"{c['input_rate_hz']:.1f} Hz in, p50 latency {c['latency_p50_ms']:.1f} ms "
+                f"(end to end {c['e2e_latency_p50_ms']:.1f} ms)"
+            )
         values = {
             "input_rate_hz": f"{c['input_rate_hz']:.2f}",
+            "stamp_rate_hz": _fmt(c["stamp_rate_hz"]),
             "latency_p50_ms": _fmt(c["latency_p50_ms"]),
             "latency_p95_ms": _fmt(c["latency_p95_ms"]),
+            "e2e_latency_p50_ms": _fmt(c["e2e_latency_p50_ms"]),
+            "e2e_latency_p95_ms": _fmt(c["e2e_latency_p95_ms"]),
             "received": c["received"],
             "processed": c["processed"],
             "dropped": c["dropped"],
             "rejected": c["rejected"],
             **{f"rejected_{k}": v for k, v in sorted(c["rejected_by_kind"].items())},
             "failed": c["failed"],
+            "lost": c["lost"],
+            "lost_dds": c["lost_dds"],
+            "lost_estimated": c["lost_estimated"],
+            "qos_incompatible": c["qos_incompatible"],
             "overlays": c["overlays"],
+            "outputs_skipped": c["outputs_skipped"],
             "backend": self.segmenter.backend if self.segmenter is not None else "",
             "model_path": s.model_path,
             "input_size": _size(self.segmenter) if self.segmenter is not None else "",
             "image_topic": topic,
-            "encodings": ",".join(INPUT_ENCODINGS),
-            "qos": f"{s.qos}/{s.queue_depth}",
+            "transport": s.transport,
+            "encodings": ",".join(INPUT_ENCODINGS) if s.transport == "raw" else "jpeg,png",
+            "input_qos": f"{s.input_qos}/{s.queue_depth}",
+            "output_qos": f"{s.output_qos}/{s.queue_depth}",
+            "fastdds_profile": self.fastdds_profile or "",
         }
         status = DiagnosticStatus(
             level=level,
@@ -273,16 +463,24 @@ def _fmt(ms: float) -> str:
 def main(args: list[str] | None = None) -> int:
     """Console script ``segmentation_node``: runs until SIGINT/SIGTERM.
 
+    Uses the shipped FastDDS profile (:mod:`instrument_seg.ros.dds_profile`) unless the
+    environment names one; with ``autostart`` configures and activates the node.
+
     Returns:
         0 after a normal shutdown, 1 when the node could not start (bad parameter or model),
         after one fatal log line naming the problem.
     """
+    profile = use_shipped_profile()  # before rclpy.init: FastDDS reads it for the participant
     rclpy.init(args=args)
     node = None
     status = 0
     try:
         node = SegmentationNode()
-        node.start()
+        node.fastdds_profile = profile
+        if node.autostart:
+            node.start()
+        else:
+            node.get_logger().info("autostart false: waiting for change_state (configure)")
         rclpy.spin(node)
     except (InputError, ParameterException) as exc:  # bad parameter (value or type), bad model
         logger = node.get_logger() if node is not None else rclpy.logging.get_logger(NODE_NAME)

@@ -1,9 +1,10 @@
 """Writing datasets as rosbag2 bags (mcap or sqlite3) that :mod:`.reader` reads back exactly.
 
-Frames go out as ``rgb8`` and masks as ``mono8`` (0 / 255) with identical header stamps
-``start + k / rate``; sequence and frame names go to the bag's ``custom_data``. The bag is
-written into a hidden sibling folder renamed at the end (:func:`instrument_seg.fileio.
-atomic_directory`), so a failure leaves nothing behind.
+Frames go out as ``rgb8`` (or, with ``compressed``, as ``sensor_msgs/CompressedImage`` JPEG or PNG
+on ``<image_topic>/compressed``, as image_transport records a camera) and masks as ``mono8``
+(0 / 255) with identical header stamps ``start + k / rate``; sequence and frame names go to the
+bag's ``custom_data``. The bag is written into a hidden sibling folder renamed at the end
+(:func:`instrument_seg.fileio.atomic_directory`), so a failure leaves nothing behind.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from instrument_seg.data.bags.format import (
+    COMPRESSED_TYPE,
     DEFAULT_FRAME_ID,
     DEFAULT_GT_TOPIC,
     DEFAULT_IMAGE_TOPIC,
@@ -73,6 +75,25 @@ def _image_message(image_cls: Any, header: Any, pixels: np.ndarray, encoding: st
     )
 
 
+#: ``compressed`` codecs and their OpenCV file extensions.
+CODECS = {"jpeg": ".jpg", "png": ".png"}
+
+
+def _compressed_message(cls: Any, header: Any, rgb: np.ndarray, codec: str) -> Any:
+    """A CompressedImage of an RGB frame, encoded from BGR as image_transport does."""
+    import cv2
+
+    # image_transport's compressed plugin defaults: JPEG quality 95, PNG level 3
+    if codec == "jpeg":
+        params = [cv2.IMWRITE_JPEG_QUALITY, 95]
+    else:
+        params = [cv2.IMWRITE_PNG_COMPRESSION, 3]
+    ok, buffer = cv2.imencode(CODECS[codec], np.ascontiguousarray(rgb[..., ::-1]), params)
+    if not ok:
+        raise InputError(f"cannot encode a {rgb.shape[1]}x{rgb.shape[0]} frame as {codec}")
+    return cls(header=header, format=f"rgb8; {codec} compressed bgr8", data=buffer.reshape(-1))
+
+
 def write_bag(
     dataset: Dataset,
     out: str | Path,
@@ -83,6 +104,7 @@ def write_bag(
     frame_id: str = DEFAULT_FRAME_ID,
     start: float = DEFAULT_START,
     progress: Callable[[], None] | None = None,
+    compressed: str = "",
 ) -> BagWriteResult:
     """Writes every frame of ``dataset`` (and its ground truth, if every sequence has it).
 
@@ -101,6 +123,9 @@ def write_bag(
         frame_id: header frame_id.
         start: stamp of the first frame, seconds since the epoch.
         progress: called once per frame written.
+        compressed: ``""`` (frames as ``rgb8`` Image), ``jpeg`` or ``png``: frames as
+            ``CompressedImage`` on ``<image_topic>/compressed`` (JPEG is lossy: frames read
+            back close to, not equal to, the originals; masks stay exact ``mono8``).
 
     Raises:
         InputError: bad storage, rate, topic or output path, or unreadable data; nothing is
@@ -113,7 +138,11 @@ def write_bag(
         raise InputError(f"storage '{storage}' is not one of {', '.join(STORAGES)}")
     if not (math.isfinite(rate) and rate > 0):
         raise InputError(f"rate {rate} Hz must be a positive number")
+    if compressed not in ("", *CODECS):
+        raise InputError(f"compressed '{compressed}' is not one of {', '.join(CODECS)}")
     image_topic = _check_topic_name(image_topic, "image")
+    if compressed:
+        image_topic = f"{image_topic}/compressed"
     gt_topic = _check_topic_name(gt_topic, "ground-truth")
     if image_topic == gt_topic:
         raise InputError(f"image and ground-truth topic are both {image_topic}")
@@ -124,6 +153,8 @@ def write_bag(
     with_gt = dataset.has_masks
     store = typestore()
     types = store.types
+    frame_type = COMPRESSED_TYPE if compressed else IMAGE_TYPE
+    frame_cls = types[frame_type]
     image_cls, header_cls, time_cls = (
         types[IMAGE_TYPE],
         types["std_msgs/msg/Header"],
@@ -139,7 +170,7 @@ def write_bag(
             inner = tmp / out.name
             plugin = StoragePlugin.MCAP if storage == "mcap" else StoragePlugin.SQLITE3
             with Writer(inner, version=Writer.VERSION_LATEST, storage_plugin=plugin) as writer:
-                image_conn = writer.add_connection(image_topic, IMAGE_TYPE, typestore=store)
+                image_conn = writer.add_connection(image_topic, frame_type, typestore=store)
                 gt_conn = (
                     writer.add_connection(gt_topic, IMAGE_TYPE, typestore=store)
                     if with_gt
@@ -156,8 +187,11 @@ def write_bag(
                             stamp=time_cls(sec=t // 1_000_000_000, nanosec=t % 1_000_000_000),
                             frame_id=frame_id,
                         )
-                        msg = _image_message(image_cls, header, rgb, "rgb8")
-                        writer.write(image_conn, t, store.serialize_cdr(msg, IMAGE_TYPE))
+                        if compressed:
+                            msg = _compressed_message(frame_cls, header, rgb, compressed)
+                        else:
+                            msg = _image_message(image_cls, header, rgb, "rgb8")
+                        writer.write(image_conn, t, store.serialize_cdr(msg, frame_type))
                         if gt_conn is not None:
                             gt = seq.mask(i)
                             if gt is None or gt.shape != (h, w):
