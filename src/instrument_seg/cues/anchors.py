@@ -7,18 +7,22 @@ from itertools import combinations
 
 import numpy as np
 
-from instrument_seg.cues.maps import CUE_NAMES, check_cue_names
+from instrument_seg.cues.maps import DEFAULT_CUES, check_cue_names
 from instrument_seg.errors import InputError
 
 
 def make_anchors(
-    cues: Mapping[str, np.ndarray], enabled: Sequence[str] = CUE_NAMES
+    cues: Mapping[str, np.ndarray],
+    enabled: Sequence[str] = DEFAULT_CUES,
+    valid: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """``a_pos = prod(c)`` and ``a_neg = prod(1 - c)`` over the enabled cues.
+    """``a_pos = prod(c)`` and ``a_neg = prod(1 - c)`` over the enabled cues (docs/method.md §2).
 
     Args:
         cues: maps in [0, 1], each (H, W), keyed by cue name.
-        enabled: non-empty subset of :data:`instrument_seg.cues.CUE_NAMES`.
+        enabled: non-empty subset of :data:`instrument_seg.cues.maps.CUE_NAMES`.
+        valid: optional bool (H, W) field of view: both anchors are 0 outside it (no
+            supervision there, neither instrument nor background).
 
     Returns:
         ``(a_pos, a_neg)``, float32 (H, W) in [0, 1].
@@ -36,10 +40,13 @@ def make_anchors(
         c = cues[name].astype(np.float32)
         a_pos *= c
         a_neg *= 1.0 - c
+    if valid is not None:
+        a_pos *= valid
+        a_neg *= valid
     return a_pos, a_neg
 
 
-def cue_combinations(names: Sequence[str] = CUE_NAMES) -> list[tuple[str, ...]]:
+def cue_combinations(names: Sequence[str] = DEFAULT_CUES) -> list[tuple[str, ...]]:
     """Every non-empty subset of ``names``, singles first (the rows of Table 2)."""
     names = check_cue_names(names)
     return [c for k in range(1, len(names) + 1) for c in combinations(names, k)]

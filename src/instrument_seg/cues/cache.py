@@ -55,7 +55,7 @@ import numpy as np
 
 from instrument_seg import __version__
 from instrument_seg.cues.maps import (
-    CUE_NAMES,
+    DEFAULT_CUES,
     check_cue_names,
     finish_sequence_cues,
     sequence_cues,
@@ -88,7 +88,7 @@ def key_settings(cue_kwargs: Mapping[str, Any]) -> dict[str, Any]:
         InputError: unknown cue names.
     """
     fields = dict(cue_kwargs)
-    names = check_cue_names(fields.get("names", CUE_NAMES))
+    names = check_cue_names(fields.get("names", DEFAULT_CUES))
     fields["names"] = list(names)
     if "objectness" not in names:
         fields.pop("objectness_method", None)
@@ -379,7 +379,7 @@ def compute_cues(
     """
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
         raise InputError(f"cues.workers must be an integer >= 0 (0: auto), got {workers!r}")
-    cue_kwargs = {**cue_kwargs, "names": check_cue_names(cue_kwargs.get("names", CUE_NAMES))}
+    cue_kwargs = {**cue_kwargs, "names": check_cue_names(cue_kwargs.get("names", DEFAULT_CUES))}
     cache = None if cache_dir is None else CueCache(cache_dir)
     result: list[list[CueMaps] | None] = [None] * len(sequences)
     keys: list[str] = [""] * len(sequences)

@@ -15,7 +15,10 @@ import numpy as np
 from instrument_seg.cues.objectness import objectness_map
 from instrument_seg.errors import InputError, check_rgb
 
-CUE_NAMES = ("color", "objectness", "location")
+#: Every cue; ``motion`` (:mod:`instrument_seg.cues.motion`) needs video.
+CUE_NAMES = ("color", "objectness", "location", "motion")
+#: The paper's three cues.
+DEFAULT_CUES = ("color", "objectness", "location")
 
 
 COLOR_SCALES = ("fixed", "frame")
@@ -90,7 +93,7 @@ def check_cue_names(names: Sequence[str]) -> tuple[str, ...]:
 def sequence_cues(
     frames: Sequence[np.ndarray],
     *,
-    names: Sequence[str] = CUE_NAMES,
+    names: Sequence[str] = DEFAULT_CUES,
     objectness_method: str = "alexe",
     color_scale: str = "fixed",
     still_images: bool = False,

@@ -9,11 +9,13 @@ from typing import Any
 import numpy as np
 
 from instrument_seg.config import working_size
+from instrument_seg.cues.anchors import make_anchors
 from instrument_seg.cues.cache import cache_dir_setting, compute_cues, workers_setting
 from instrument_seg.cues.maps import check_cue_names
+from instrument_seg.cues.motion import sequence_motion
 from instrument_seg.data import Dataset
 from instrument_seg.errors import InputError
-from instrument_seg.imaging import resize_rgb
+from instrument_seg.imaging import field_of_view, resize_rgb
 
 
 @dataclass
@@ -25,6 +27,11 @@ class FrameCues:
     image: np.ndarray  # uint8 (h, w, 3) at working size
     cues: dict[str, np.ndarray]  # float32 (h, w) each
     gt: np.ndarray | None  # bool (H, W) at the frame's own resolution
+    fov: np.ndarray | None = None  # bool (h, w) field of view of the sequence; None: all
+
+    def anchors(self, enabled) -> tuple[np.ndarray, np.ndarray]:
+        """``(a_pos, a_neg)`` of the enabled cues, both 0 outside the field of view."""
+        return make_anchors(self.cues, enabled, valid=self.fov)
 
 
 def dataset_cues(
@@ -40,11 +47,18 @@ def dataset_cues(
         config: resolved config (``data``, ``cues``, ``seed`` sections are used).
         progress: called once per frame whose cues are done.
         with_gt: also read ground truth where present.
+
+    With ``data.field_of_view`` the endoscope's field of view is detected per sequence
+    (:func:`instrument_seg.imaging.field_of_view`) and every cue is 0 outside it; the motion
+    cue (``motion`` in ``cues.enabled``) is computed per sequence from adjacent frames.
     """
     size = working_size(config)
     cue_cfg = config["cues"]
     names = check_cue_names(cue_cfg["enabled"])
     still = bool(config["data"]["still_images"])
+    use_fov = bool(config["data"]["field_of_view"])
+    if "motion" in names and still:
+        raise InputError("the motion cue needs video: remove it from cues.enabled for stills")
     workers, cache_dir = workers_setting(config), cache_dir_setting(config)
     prepared = []
     for seq in dataset.sequences:
@@ -62,7 +76,7 @@ def dataset_cues(
     all_cues = compute_cues(
         [frames for _, frames, _ in prepared],
         dict(
-            names=names,
+            names=tuple(n for n in names if n != "motion"),  # motion: below, not cached
             objectness_method=cue_cfg["objectness"]["method"],
             color_scale=cue_cfg["color"]["scale"],
             still_images=still,
@@ -75,8 +89,18 @@ def dataset_cues(
     )
     out: list[FrameCues] = []
     for (seq, frames, gts), cues in zip(prepared, all_cues, strict=True):
+        fov = field_of_view(frames) if use_fov else None
+        if fov is not None and fov.all():
+            fov = None
+        if "motion" in names:
+            for maps, motion in zip(cues, sequence_motion(frames, fov), strict=True):
+                maps["motion"] = motion
+        if fov is not None:
+            for maps in cues:
+                for name in maps:
+                    maps[name] = np.where(fov, maps[name], np.float32(0.0))
         out += [
-            FrameCues(seq.name, seq.frame_name(i), frames[i], cues[i], gts[i])
+            FrameCues(seq.name, seq.frame_name(i), frames[i], cues[i], gts[i], fov)
             for i in range(len(seq))
         ]
     return out

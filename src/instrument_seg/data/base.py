@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -70,19 +70,34 @@ class Dataset:
         """Every frame, sequence by sequence, in order."""
         return [FrameRef(s, i) for s, seq in enumerate(self.sequences) for i in range(len(seq))]
 
-    def adjacent_pairs(self) -> list[tuple[FrameRef, FrameRef]]:
+    def adjacent_pairs(
+        self, rng: np.random.Generator | None = None, warn: Callable[[str], None] | None = None
+    ) -> list[tuple[FrameRef, FrameRef]]:
         """Pairs (t, t+1) within each sequence; never across sequences.
 
+        A sequence of one frame has no neighbour: its frame is paired with a random frame of
+        another sequence instead (the paper's section 2.2: any similar pair works), and ``warn``
+        is called once with a sentence naming the sequence.
+
         Raises:
-            InputError: a sequence has a single frame, so it has no pair.
+            InputError: the set holds a single frame, so nothing can be paired.
         """
+        frames = self.frames()
+        if len(frames) < 2:
+            raise InputError(f"{self.root} holds {len(frames)} frame(s); frame pairs need two")
+        rng = rng if rng is not None else np.random.default_rng(0)
         pairs = []
         for s, seq in enumerate(self.sequences):
             if len(seq) < 2:
-                raise InputError(
-                    f"sequence '{seq.name}' in {self.root} has one frame; frame pairs need two "
-                    "(set data.still_images=true to pair still images at random)"
-                )
+                others = [f for f in frames if f.sequence != s]
+                partner = others[int(rng.integers(0, len(others)))]
+                pairs.append((FrameRef(s, 0), partner))
+                if warn is not None:
+                    warn(
+                        f"sequence '{seq.name}' in {self.root} has one frame; it is paired with "
+                        "a random frame of another sequence"
+                    )
+                continue
             pairs += [(FrameRef(s, i), FrameRef(s, i + 1)) for i in range(len(seq) - 1)]
         return pairs
 

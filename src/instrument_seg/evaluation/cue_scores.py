@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from instrument_seg.config import working_size
-from instrument_seg.cues.anchors import cue_combinations, make_anchors
+from instrument_seg.cues.anchors import cue_combinations
 from instrument_seg.cues.pipeline import FrameCues, dataset_cues
 from instrument_seg.data import Dataset
 from instrument_seg.evaluation.metrics import score, summarize
@@ -46,10 +46,10 @@ def evaluate_cues(frames: Sequence[FrameCues], config: Mapping[str, Any]) -> dic
             continue
         scores = {}
         for combo in combos:
-            a_pos, a_neg = make_anchors(fc.cues, combo)
+            a_pos, a_neg = fc.anchors(combo)  # both 0 outside the field of view
             scores[combo_key(combo)] = {
-                "a_pos": score(a_pos, fc.gt, **thr),
-                "1-a_neg": score(1.0 - a_neg, fc.gt, **thr),
+                "a_pos": score(a_pos, fc.gt, fc.fov, **thr),
+                "1-a_neg": score(1.0 - a_neg, fc.gt, fc.fov, **thr),
             }
         per_frame.append({"sequence": fc.sequence, "frame": fc.name, "scores": scores})
     summary = {

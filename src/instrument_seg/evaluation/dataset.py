@@ -30,13 +30,23 @@ def iter_predictions(
 ) -> Iterator[tuple[str, str, np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]]:
     """Yields (sequence, frame, rgb, prob, mask, gt) for every frame of ``dataset``.
 
-    ``mask`` is bool (H, W) from ``imaging.binarize(prob, **threshold)``.
+    ``mask`` is bool (H, W) from ``imaging.binarize(prob, **threshold)``; a predictor with its
+    own ``predict`` and this ``threshold`` (a :class:`~instrument_seg.inference.Segmenter`)
+    makes the mask itself, exactly as the ROS node does (inside the field of view).
     """
+    own = callable(getattr(predictor, "predict", None)) and (
+        getattr(predictor, "threshold", None) == dict(threshold)
+    )
     for seq in dataset.sequences:
         for i in range(len(seq)):
             rgb = seq.image(i)
-            prob = predictor.probability(rgb)
-            yield seq.name, seq.frame_name(i), rgb, prob, binarize(prob, **threshold), seq.mask(i)
+            if own:
+                mask8, prob = predictor.predict(rgb)
+                mask = mask8 > 0
+            else:
+                prob = predictor.probability(rgb)
+                mask = binarize(prob, **threshold)
+            yield seq.name, seq.frame_name(i), rgb, prob, mask, seq.mask(i)
 
 
 def evaluate_dataset(

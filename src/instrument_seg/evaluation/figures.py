@@ -18,7 +18,12 @@ if TYPE_CHECKING:
     from instrument_seg.cues.pipeline import FrameCues
     from instrument_seg.evaluation.dataset import ProbabilityModel
 
-CUE_TITLES = {"color": "colour cue", "objectness": "objectness cue", "location": "location cue"}
+CUE_TITLES = {
+    "color": "colour cue",
+    "objectness": "objectness cue",
+    "location": "location cue",
+    "motion": "motion cue",
+}
 
 
 def overlay(
@@ -110,14 +115,13 @@ def write_fig2_panels(
     Returns:
         The PNG files written, in frame order.
     """
-    from instrument_seg.cues.anchors import make_anchors
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     written = []
     for k in spread(len(frames), int(config["figures"]["max_frames"])):
         fc = frames[k]
-        a_pos, a_neg = make_anchors(fc.cues, config["cues"]["enabled"])
+        a_pos, a_neg = fc.anchors(config["cues"]["enabled"])
         prediction = predictor.probability(fc.image) if predictor is not None else None
         written.append(
             fig2_panel(

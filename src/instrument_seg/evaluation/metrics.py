@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 
 from instrument_seg.errors import InputError
-from instrument_seg.imaging import binarize
+from instrument_seg.imaging import binarize, resize_mask
 
 EPS = 1e-15
 
@@ -40,12 +40,21 @@ def summarize(values: Sequence[float]) -> dict[str, float]:
     return {"mean": float(arr.mean()), "std": float(arr.std()), "n": int(arr.size)}
 
 
-def score(prob: np.ndarray, gt: np.ndarray, **threshold) -> dict[str, float]:
+def score(
+    prob: np.ndarray, gt: np.ndarray, valid: np.ndarray | None = None, **threshold
+) -> dict[str, float]:
     """IoU and Dice of a map against ground truth, the map resized to the ground truth first.
 
-    ``threshold`` holds the keyword arguments of :func:`binarize`.
+    Args:
+        prob: (h, w) map.
+        gt: bool (H, W) ground truth.
+        valid: optional bool field of view (any size; resized nearest to (H, W)): thresholded
+            there only, foreground nowhere else.
+        **threshold: keyword arguments of :func:`instrument_seg.imaging.binarize`.
     """
     if prob.shape != gt.shape:
         prob = cv2.resize(prob.astype(np.float32), gt.shape[::-1], interpolation=cv2.INTER_LINEAR)
-    pred = binarize(prob, **threshold)
+    if valid is not None:
+        valid = resize_mask(valid, gt.shape)
+    pred = binarize(prob, valid=valid, **threshold)
     return {"iou": iou(pred, gt), "dice": dice(pred, gt)}

@@ -43,6 +43,12 @@ def _threshold_of(config: Mapping[str, Any] | None) -> dict[str, Any]:
     }
 
 
+def _stored_field_of_view(config: Mapping[str, Any] | None) -> bool:
+    """``data.field_of_view`` as the model's own config stored it (absent: False, as before)."""
+    data = (config or {}).get("data") or {}
+    return bool(data.get("field_of_view", False))
+
+
 @dataclass(frozen=True)
 class ModelContract:
     """How frames become the network's input and what its output means.
@@ -61,6 +67,9 @@ class ModelContract:
         test_sequences: the run's held-out sequences.
         config: the resolved training config, when known.
         precision: ``fp32`` or ``fp16`` (arithmetic inside an exported graph).
+        field_of_view: mask the endoscope's black border: P and the mask are 0 outside the
+            field of view detected in each frame (``data.field_of_view`` at training time;
+            models from before it existed: False).
     """
 
     input_size: tuple[int, int]
@@ -76,6 +85,7 @@ class ModelContract:
     test_sequences: tuple[str, ...] = ()
     config: dict[str, Any] | None = None
     precision: str = "fp32"
+    field_of_view: bool = False
 
     @classmethod
     def from_checkpoint(
@@ -104,6 +114,7 @@ class ModelContract:
             fold=payload.get("fold"),
             test_sequences=tuple(payload.get("test_sequences") or ()),
             config=complete_config(payload.get("config")),
+            field_of_view=_stored_field_of_view(payload.get("config")),
         )
 
     def with_precision(self, precision: str) -> ModelContract:
@@ -130,6 +141,8 @@ class ModelContract:
             "test_sequences": list(self.test_sequences),
             "config": self.config,
             "precision": self.precision,
+            "encoder": str(self.model_kwargs.get("encoder", "unet")),
+            "field_of_view": self.field_of_view,
         }
         return {k: v if k == "format" else json.dumps(v) for k, v in values.items()}
 
@@ -164,6 +177,7 @@ class ModelContract:
                 test_sequences=tuple(v.get("test_sequences") or ()),
                 config=complete_config(v.get("config")),
                 precision=str(v.get("precision", "fp32")),
+                field_of_view=bool(v.get("field_of_view", False)),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise InputError(f"{source} has unreadable instrument_seg metadata ({exc})") from exc

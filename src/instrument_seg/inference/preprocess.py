@@ -58,9 +58,12 @@ def restore(prob: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return np.clip(p, 0.0, 1.0)
 
 
-def to_mask(prob: np.ndarray, threshold: Mapping[str, Any]) -> np.ndarray:
-    """float32 (H, W) probabilities -> uint8 (H, W) mask in {0, 255} via ``imaging.binarize``."""
-    return binarize(prob, **threshold).astype(np.uint8) * np.uint8(255)
+def to_mask(
+    prob: np.ndarray, threshold: Mapping[str, Any], valid: np.ndarray | None = None
+) -> np.ndarray:
+    """float32 (H, W) probabilities -> uint8 (H, W) mask in {0, 255} via ``imaging.binarize``
+    (thresholded inside ``valid``, the field of view, when given)."""
+    return binarize(prob, **threshold, valid=valid).astype(np.uint8) * np.uint8(255)
 
 
 def resolve_threshold(threshold: Any, default: Mapping[str, Any]) -> dict[str, Any]:

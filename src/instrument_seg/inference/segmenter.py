@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from instrument_seg.errors import InputError
+from instrument_seg.imaging import field_of_view
 from instrument_seg.inference.base import BACKENDS, Backend, tensorrt_usable
 from instrument_seg.inference.contract import ModelContract
 from instrument_seg.inference.engine import read_sidecar, sidecar_onnx
@@ -181,19 +182,31 @@ class Segmenter:
         """The loaded backend itself (pre/post-processing not included), e.g. for timing."""
         return self._live()
 
-    def probability_batch(self, frames: Sequence[np.ndarray]) -> list[np.ndarray]:
-        """uint8 (H_k, W_k, 3) RGB frames -> float32 (H_k, W_k) P(instrument) each.
-
-        Raises:
-            InputError: a frame of the wrong type, dtype, channel count or zero size.
-        """
+    def _batch(self, frames: Sequence[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray | None]]:
+        """Each frame's float32 (H, W) P(instrument) and its field of view (None: all)."""
         runner = self.runner
         if len(frames) == 0:
             return []
         x = prepare(frames, self.contract)
         step = runner.max_batch or len(x)
         probs = np.concatenate([runner.run(x[i : i + step]) for i in range(0, len(x), step)])
-        return [restore(p, f.shape[:2]) for p, f in zip(probs, frames, strict=True)]
+        out = []
+        for p, f in zip(probs, frames, strict=True):
+            prob = restore(p, f.shape[:2])
+            view = field_of_view(f) if self.contract.field_of_view else None
+            if view is not None and view.all():
+                view = None
+            out.append((prob if view is None else np.where(view, prob, np.float32(0)), view))
+        return out
+
+    def probability_batch(self, frames: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """uint8 (H_k, W_k, 3) RGB frames -> float32 (H_k, W_k) P(instrument) each (0 outside
+        the field of view when the model masks it).
+
+        Raises:
+            InputError: a frame of the wrong type, dtype, channel count or zero size.
+        """
+        return [prob for prob, _ in self._batch(frames)]
 
     def probability(self, rgb: np.ndarray) -> np.ndarray:
         """uint8 (H, W, 3) RGB -> float32 (H, W) P(instrument) in [0, 1]."""
@@ -203,16 +216,19 @@ class Segmenter:
     def predict(self, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """uint8 (H, W, 3) RGB -> (uint8 (H, W) mask in {0, 255}, float32 (H, W) probability).
 
+        With a field-of-view model the threshold is found inside the view and the mask is 0
+        outside it.
+
         Raises:
             InputError: not a non-empty uint8 (H, W, 3) array.
         """
-        prob = self.probability(rgb)
-        return to_mask(prob, self.threshold), prob
+        check_image(rgb)
+        return self.predict_batch([rgb])[0]
 
     def predict_batch(self, frames: Sequence[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
         """:meth:`predict` for several frames (of any sizes) in as few backend calls as the
         backend's batch limit allows."""
-        return [(to_mask(p, self.threshold), p) for p in self.probability_batch(frames)]
+        return [(to_mask(p, self.threshold, view), p) for p, view in self._batch(frames)]
 
     def close(self) -> None:
         """Frees the model, session or engine; later calls raise ``RuntimeError``."""

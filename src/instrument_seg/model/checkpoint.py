@@ -20,20 +20,18 @@ from instrument_seg.model.contract import (
     CHANNEL_ORDER,
     CHECKPOINT,
     CHECKPOINT_FORMAT,
-    NORM_MEAN,
-    NORM_STD,
 )
-from instrument_seg.model.unet import UNet
+from instrument_seg.model.network import build_model, model_kwargs_from_config, normalization
 
 
 def model_kwargs(config: Mapping[str, Any]) -> dict[str, Any]:
-    """The network's constructor arguments from the ``model`` config section."""
-    m = config["model"]
-    return {"width": int(m["width"]), "depth": int(m["depth"]), "bilinear": bool(m["bilinear"])}
+    """The network's constructor arguments from the ``model`` config section (stored in the
+    checkpoint; see :func:`instrument_seg.model.network.model_kwargs_from_config`)."""
+    return model_kwargs_from_config(config["model"])
 
 
 def checkpoint_payload(
-    model: UNet,
+    model: torch.nn.Module,
     config: Mapping[str, Any],
     *,
     step: int = 0,
@@ -46,15 +44,13 @@ def checkpoint_payload(
     """The checkpoint of ``model`` (what ``checkpoint.pt`` holds and :func:`load_checkpoint`
     reads): weights, the preprocessing contract (input size = ``data.size``, normalisation),
     the split and the resolved config; the optimizer's state too when given (for resuming)."""
+    kwargs = model_kwargs(config)
+    mean, std = normalization(kwargs)  # the encoder's pretraining (ImageNet's for the U-Net)
     payload = {
         "format": CHECKPOINT_FORMAT,
-        "model_kwargs": model_kwargs(config),
+        "model_kwargs": kwargs,
         "input_size": list(working_size(config)),
-        "normalization": {
-            "mean": list(NORM_MEAN),
-            "std": list(NORM_STD),
-            "channels": CHANNEL_ORDER,
-        },
+        "normalization": {"mean": list(mean), "std": list(std), "channels": CHANNEL_ORDER},
         "setting": setting,
         "fold": fold,
         "train_sequences": list(train_sequences),
@@ -95,8 +91,9 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     return payload
 
 
-def model_from_checkpoint(payload: Mapping[str, Any]) -> UNet:
-    """The network of a loaded checkpoint, weights loaded, in eval mode."""
-    model = UNet(**payload["model_kwargs"])
+def model_from_checkpoint(payload: Mapping[str, Any]) -> torch.nn.Module:
+    """The network of a loaded checkpoint, weights loaded, in eval mode (the encoder's
+    ImageNet weights are not read again: the checkpoint holds the fine-tuned ones)."""
+    model = build_model(payload["model_kwargs"], pretrained=False)
     model.load_state_dict(payload["model"])
     return model.eval()

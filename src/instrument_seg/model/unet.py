@@ -146,7 +146,7 @@ class UNet(nn.Module):
             InputError: Wrong channel count or a size that is not a multiple of ``2**depth``
                 (checked in eager mode only; tracing and export see a static graph).
         """
-        if not _exporting():
+        if not exporting():
             self.check_input(x)
         skips = [self.inc(x)]
         for down in self.downs:
@@ -157,7 +157,7 @@ class UNet(nn.Module):
         return self.head(y)
 
 
-def _exporting() -> bool:
+def exporting() -> bool:
     """True while TorchScript tracing, ONNX export or torch.compile runs the forward."""
     return (
         torch.jit.is_tracing() or torch.onnx.is_in_onnx_export() or torch.compiler.is_compiling()

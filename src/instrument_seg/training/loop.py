@@ -33,7 +33,8 @@ from instrument_seg.model.checkpoint import (
     save_checkpoint,
 )
 from instrument_seg.model.contract import CHECKPOINT
-from instrument_seg.model.unet import UNet
+from instrument_seg.model.network import build_model, normalization
+from instrument_seg.training.augment import Augmentation, jitter, warp
 from instrument_seg.training.distributed import Distributed, session
 from instrument_seg.training.features import VGG16Features
 from instrument_seg.training.losses import AGSDLoss
@@ -119,7 +120,7 @@ class _Run:
     out: Path
     config: dict[str, Any]
     ddp: Distributed
-    model: UNet  # the plain U-Net (checkpoints, optimizer)
+    model: nn.Module  # the plain network (checkpoints, optimizer)
     net: nn.Module  # what the step calls: ``model``, or DDP around it under torchrun
     optimizer: torch.optim.Optimizer
     loss_fn: AGSDLoss
@@ -131,6 +132,9 @@ class _Run:
     start_step: int  # 0, or the resumed checkpoint's step
     split: dict[str, Any]  # setting, fold, train_sequences, test_sequences
     quiet: bool | None  # tqdm's ``disable``
+    norm: tuple[tuple[float, ...], tuple[float, ...]]  # the input's mean and std
+    augment: Augmentation
+    valid: torch.Tensor | None  # float32 (N, 1, H, W) field of view, on the CPU
 
     @property
     def device(self) -> torch.device:
@@ -160,8 +164,10 @@ def _setup(
     previous = _previous_checkpoint(out, resume, config)
     _configure_torch(int(config["seed"]), int(tc["threads"]), ddp.device)
     loss_fn = AGSDLoss(**config["loss"])
-    model = UNet(**model_kwargs(config))
+    kwargs = model_kwargs(config)
+    model = build_model(kwargs, pretrained=True, weights=config["model"]["encoder_weights"])
     model.check_input(torch.zeros(1, 3, *working_size(config)))
+    augment = Augmentation.from_config(tc["augment"])
     steps, batch = int(tc["steps"]), int(tc["batch_size"])
     if steps < 1 or batch < 1:
         raise InputError(f"train.steps and train.batch_size must be >= 1, got {steps}, {batch}")
@@ -171,9 +177,11 @@ def _setup(
     data = _training_set(
         subset(dataset, train_idx), config, loss_fn, cache_dir, frame_cues, ddp, quiet
     )
+    if tc["epochs"] is not None:  # epochs over all pairs instead of a step count
+        steps = _steps_of_epochs(tc["epochs"], len(data.pairs), batch)
     model.to(ddp.device)
     optimizer = torch.optim.Adam(
-        model.parameters(), lr=float(tc["lr"]), weight_decay=float(tc["weight_decay"])
+        _param_groups(model, tc), lr=float(tc["lr"]), weight_decay=float(tc["weight_decay"])
     )
     start_step = 0
     if previous is not None:
@@ -203,7 +211,30 @@ def _setup(
         start_step=start_step,
         split=split,
         quiet=quiet,
+        norm=normalization(kwargs),
+        augment=augment,
+        valid=None if data.valid is None else torch.from_numpy(data.valid).unsqueeze(1),
     )
+
+
+def _steps_of_epochs(epochs: Any, n_pairs: int, batch: int) -> int:
+    """``train.epochs`` passes over every pair, as a number of steps of ``batch`` pairs."""
+    if not isinstance(epochs, int | float) or epochs <= 0:
+        raise InputError(f"train.epochs must be a positive number or null, got {epochs!r}")
+    return max(1, int(round(float(epochs) * n_pairs / batch)))
+
+
+def _param_groups(model: nn.Module, tc: dict[str, Any]) -> list[dict[str, Any]]:
+    """One group, or two when ``train.encoder_lr`` gives the pretrained encoder its own rate."""
+    encoder = getattr(model, "encoder", None)
+    if tc["encoder_lr"] is None or encoder is None:
+        return [{"params": list(model.parameters())}]
+    mine = {id(p) for p in encoder.parameters()}
+    rest = [p for p in model.parameters() if id(p) not in mine]
+    return [
+        {"params": list(encoder.parameters()), "lr": float(tc["encoder_lr"])},
+        {"params": rest},
+    ]
 
 
 def _previous_checkpoint(out: Path, resume: bool, config: dict[str, Any]) -> dict[str, Any] | None:
@@ -276,20 +307,38 @@ def _step(run: _Run, step: int) -> dict[str, float]:
     pick = data.pairs[_batch_order(len(data.pairs), run.batch, run.seed, step)]
     pick = run.ddp.shard(pick)  # ddp: this process's consecutive share of the global batch
     i, j = pick[:, 0], pick[:, 1]
-    z = run.net(to_input(data.frames[np.concatenate([i, j])], device))  # frames t, then t+1
-    z_t, z_t1 = z[: len(pick)], z[len(pick) :]
-    feats_t = feats_t1 = None
+    both = np.concatenate([i, j])  # frames t, then t+1
+    maps = {"a_pos": run.a_pos[both].to(device), "a_neg": run.a_neg[both].to(device)}
+    if run.valid is not None:
+        maps["valid"] = run.valid[both].to(device)
     if data.feats is not None:
-        feats_t, feats_t1 = data.feats[i].to(device), data.feats[j].to(device)
+        maps["feats"] = data.feats[both].to(device)
+    if run.augment.enabled:  # one draw per pair, shared by its two frames
+        params = _pair_params(run, step, len(pick))
+        params = params + params
+        rgb = torch.from_numpy(np.ascontiguousarray(data.frames[both])).to(device)
+        rgb = jitter(rgb.permute(0, 3, 1, 2).float() / 255.0, params)
+        mean, std = (torch.tensor(v, device=device).view(1, 3, 1, 1) for v in run.norm)
+        x = warp((rgb - mean) / std, params)
+        maps = {
+            k: warp(v, params, "nearest" if k == "valid" else "bilinear") for k, v in maps.items()
+        }
+    else:
+        x = to_input(data.frames[both], device, *run.norm)
+    z = run.net(x)
+    n = len(pick)
+    first, second = ({k: v[:n] for k, v in maps.items()}, {k: v[n:] for k, v in maps.items()})
     loss, parts = run.loss_fn(
-        z_t,
-        z_t1,
-        run.a_pos[i].to(device),
-        run.a_neg[i].to(device),
-        run.a_pos[j].to(device),
-        run.a_neg[j].to(device),
-        feats_t,
-        feats_t1,
+        z[:n],
+        z[n:],
+        first["a_pos"],
+        first["a_neg"],
+        second["a_pos"],
+        second["a_neg"],
+        first.get("feats"),
+        second.get("feats"),
+        first.get("valid"),
+        second.get("valid"),
     )
     parts = run.ddp.mean_parts(parts)  # ddp: the global batch's losses, on every process
     if not np.isfinite(parts["total"]):
@@ -298,6 +347,16 @@ def _step(run: _Run, step: int) -> dict[str, float]:
     loss.backward()  # ddp: DDP averages the gradients over the processes here
     run.optimizer.step()
     return parts
+
+
+def _pair_params(run: _Run, step: int, n: int) -> list[dict[str, float]]:
+    """Augmentation of this process's ``n`` pairs of ``step``: drawn per position in the global
+    batch from (seed, step, position), so resuming and DDP see the same draws."""
+    positions = run.ddp.shard(np.arange(run.batch))  # ddp: this process's share
+    return [
+        run.augment.draw(np.random.default_rng([run.seed, step, int(k)]), 1)[0]
+        for k in positions[:n]
+    ]
 
 
 # --- the loop: steps, logging, checkpoints ---------------------------------------------------

