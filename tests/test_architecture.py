@@ -122,6 +122,24 @@ class TestDependencies:
                 wrong += [f"{module} -> {n}" for n in names if n.split(".")[0] in ros_roots]
         assert not wrong, wrong
 
+    def test_deployment_path_never_reaches_training_cues_or_evaluation(self):
+        """Every import of inference/ and the segmentation node, lazy ones included: the node
+        configured with any parameter (e.g. the overlay) still needs nothing of training,
+        cues, evaluation or the CLI (the subprocess test sees only one configuration)."""
+        banned = tuple(f"{NAME}.{part}" for part in ("training", "cues", "evaluation", "cli"))
+        deployed = [
+            m
+            for m in _modules()
+            if m.startswith(f"{NAME}.inference") or m == f"{NAME}.ros.segmentation_node"
+        ]
+        wrong = [
+            f"{module} -> {target}"
+            for module in deployed
+            for target in _imports(_modules()[module], module)
+            if target.startswith(banned)
+        ]
+        assert not wrong, wrong
+
     def test_no_import_cycles(self):
         graph = {m: _imports(p, m) for m, p in _modules().items()}
         index: dict[str, int] = {}

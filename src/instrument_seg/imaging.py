@@ -38,6 +38,30 @@ def resize_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return resized > 0
 
 
+def overlay(
+    rgb: np.ndarray,
+    mask: np.ndarray,
+    color: tuple[int, int, int] = (0, 255, 0),
+    alpha: float = 0.45,
+) -> np.ndarray:
+    """Blends a mask onto an RGB image.
+
+    Args:
+        rgb: uint8 (H, W, 3) RGB image.
+        mask: bool (h, w) mask (any size: resized to (H, W) nearest-neighbour, so its area
+            is kept, never dilated).
+        color: RGB colour of the masked pixels.
+        alpha: weight of ``color`` in the blend.
+
+    Returns:
+        uint8 (H, W, 3) RGB image.
+    """
+    mask = resize_mask(mask, rgb.shape[:2])
+    out = rgb.astype(np.float32).copy()
+    out[mask] = (1 - alpha) * out[mask] + alpha * np.asarray(color, np.float32)
+    return out.astype(np.uint8)
+
+
 def otsu_threshold(prob: np.ndarray, valid: np.ndarray | None = None) -> float:
     """Otsu's threshold of a map; a constant map yields its value (so nothing exceeds it).
 

@@ -27,9 +27,15 @@ SCALE_PERCENTILE = 99.0
 FIT_STEP = 8
 
 
-def dense_flow(prev_rgb: np.ndarray, next_rgb: np.ndarray) -> np.ndarray:
-    """DIS optical flow from ``prev_rgb`` to ``next_rgb``: float32 (H, W, 2) in pixels."""
-    dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
+def dense_flow(
+    prev_rgb: np.ndarray, next_rgb: np.ndarray, dis: cv2.DISOpticalFlow | None = None
+) -> np.ndarray:
+    """DIS optical flow from ``prev_rgb`` to ``next_rgb``: float32 (H, W, 2) in pixels.
+
+    ``dis``: an OpenCV DIS instance to reuse over a sequence (default: a new one).
+    """
+    if dis is None:
+        dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
     a = cv2.cvtColor(prev_rgb, cv2.COLOR_RGB2GRAY)
     b = cv2.cvtColor(next_rgb, cv2.COLOR_RGB2GRAY)
     return dis.calc(a, b, None)
@@ -92,8 +98,9 @@ def sequence_motion(
         raise InputError("frames of one sequence differ in size")
     if len(frames) == 1:
         return [np.zeros(frames[0].shape[:2], np.float32)]
+    dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
     cues = []
     for t in range(len(frames)):
         a, b = (frames[0], frames[1]) if t == 0 else (frames[t - 1], frames[t])
-        cues.append(motion_cue(residual_motion(dense_flow(a, b), valid)))
+        cues.append(motion_cue(residual_motion(dense_flow(a, b, dis), valid)))
     return cues

@@ -96,9 +96,12 @@ def dataset_cues(
             for maps, motion in zip(cues, sequence_motion(frames, fov), strict=True):
                 maps["motion"] = motion
         if fov is not None:
-            for maps in cues:
-                for name in maps:
-                    maps[name] = np.where(fov, maps[name], np.float32(0.0))
+            masked: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # id -> (cue, masked cue)
+            for maps in cues:  # the location map is one array shared by every frame: mask once
+                for name, cue in maps.items():
+                    if id(cue) not in masked:
+                        masked[id(cue)] = (cue, np.where(fov, cue, np.float32(0.0)))
+                    maps[name] = masked[id(cue)][1]
         out += [
             FrameCues(seq.name, seq.frame_name(i), frames[i], cues[i], gts[i], fov)
             for i in range(len(seq))

@@ -12,7 +12,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from instrument_seg.imaging import resize_mask  # noqa: E402
+from instrument_seg.imaging import overlay  # noqa: E402,F401 (the panels use it; re-exported)
 
 if TYPE_CHECKING:
     from instrument_seg.cues.pipeline import FrameCues
@@ -24,30 +24,6 @@ CUE_TITLES = {
     "location": "location cue",
     "motion": "motion cue",
 }
-
-
-def overlay(
-    rgb: np.ndarray,
-    mask: np.ndarray,
-    color: tuple[int, int, int] = (0, 255, 0),
-    alpha: float = 0.45,
-) -> np.ndarray:
-    """Blends a mask onto an RGB image.
-
-    Args:
-        rgb: uint8 (H, W, 3) RGB image.
-        mask: bool (h, w) mask (any size: resized to (H, W) nearest-neighbour, so its area
-            is kept, never dilated).
-        color: RGB colour of the masked pixels.
-        alpha: weight of ``color`` in the blend.
-
-    Returns:
-        uint8 (H, W, 3) RGB image.
-    """
-    mask = resize_mask(mask, rgb.shape[:2])
-    out = rgb.astype(np.float32).copy()
-    out[mask] = (1 - alpha) * out[mask] + alpha * np.asarray(color, np.float32)
-    return out.astype(np.uint8)
 
 
 def fig2_panel(

@@ -21,7 +21,7 @@ import numpy as np
 from instrument_seg.data import Dataset
 from instrument_seg.errors import InputError
 from instrument_seg.evaluation.dataset import ProbabilityModel, iter_predictions
-from instrument_seg.evaluation.figures import overlay
+from instrument_seg.imaging import overlay
 
 KINDS = ("masks", "probs", "overlays")
 

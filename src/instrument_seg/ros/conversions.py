@@ -37,6 +37,11 @@ __all__ = [
 ]
 
 
+def stamp_ns(header: Header) -> int:
+    """A header's stamp in integer nanoseconds (the evaluation node's pairing key)."""
+    return int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec)
+
+
 def array_to_image(array_: np.ndarray, encoding: str, header: Header | None = None) -> Image:
     """A dense ``sensor_msgs/Image`` holding ``array_`` (cv_bridge ``cv2_to_imgmsg``).
 

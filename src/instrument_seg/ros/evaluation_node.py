@@ -50,7 +50,12 @@ from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 
 from instrument_seg.errors import InputError
-from instrument_seg.ros.conversions import ImageFormatError, array_to_image, image_to_array
+from instrument_seg.ros.conversions import (
+    ImageFormatError,
+    array_to_image,
+    image_to_array,
+    stamp_ns,
+)
 from instrument_seg.ros.dds_profile import use_shipped_profile
 from instrument_seg.ros.params import (
     EVALUATION,
@@ -74,11 +79,6 @@ def reception_time(info: MessageInfo) -> float:
     to its callback; the current time where the RMW gives none."""
     received = int(info.get("received_timestamp") or 0)
     return received / 1e9 if received > 0 else time.time()
-
-
-def stamp_ns(header: Header) -> int:
-    """A header's stamp in integer nanoseconds (the pairing key)."""
-    return int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec)
 
 
 class NoAnswer(Exception):

@@ -48,11 +48,13 @@ from sensor_msgs.msg import CompressedImage, Image
 
 from instrument_seg.errors import InputError
 from instrument_seg.imagemsg import compressed_to_rgb8, safe_text
+from instrument_seg.imaging import overlay
 from instrument_seg.ros.conversions import (
     INPUT_ENCODINGS,
     ImageFormatError,
     array_to_image,
     image_to_rgb8,
+    stamp_ns,
 )
 from instrument_seg.ros.dds_profile import use_shipped_profile
 from instrument_seg.ros.params import (
@@ -70,11 +72,6 @@ NODE_NAME = "segmentation_node"
 #: clock (a replayed bag, sim time) and are left out.
 MAX_E2E_S = 60.0
 SUCCESS, FAILURE = TransitionCallbackReturn.SUCCESS, TransitionCallbackReturn.FAILURE
-
-
-def stamp_ns(header: Any) -> int:
-    """A header's stamp in integer nanoseconds."""
-    return int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec)
 
 
 class SegmentationNode(LifecycleNode):
@@ -99,7 +96,6 @@ class SegmentationNode(LifecycleNode):
         self._image_sub = self._timer = None
         self._mask_pub = self._confidence_pub = self._overlay_pub = None
         self._diagnostics_pub = None
-        self._overlay_fn = None
         self._topic = ""
         self._reported = {"rejected": 0, "failed": 0, "lost": 0, "qos_incompatible": 0}
         self._incompatible_logged: set[str] = set()
@@ -196,10 +192,6 @@ class SegmentationNode(LifecycleNode):
                 f"model {self.segmenter.model_path} fails on a blank "
                 f"{model_size[0]}x{model_size[1]} frame ({exc})"
             ) from exc
-        if s.publish_overlay:
-            from instrument_seg.evaluation.figures import overlay
-
-            self._overlay_fn = overlay
         self._warnings = RateLimiter(s.warning_period)
 
     def _activate(self) -> None:
@@ -269,7 +261,6 @@ class SegmentationNode(LifecycleNode):
         if self.segmenter is not None:
             self.segmenter.close()
             self.segmenter = None
-        self._overlay_fn = None
 
     # --- QoS events (executor thread) ------------------------------------------------------
 
@@ -380,7 +371,7 @@ class SegmentationNode(LifecycleNode):
         if skipped:
             self.counters.add("outputs_skipped", skipped)
         if self._overlay_pub is not None and self._overlay_pub.get_subscription_count() > 0:
-            drawn = self._overlay_fn(np.ascontiguousarray(rgb), mask > 0)
+            drawn = overlay(np.ascontiguousarray(rgb), mask > 0)
             self._overlay_pub.publish(array_to_image(drawn, "rgb8", msg.header))
             self.counters.add("overlays")
 
