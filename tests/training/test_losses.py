@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from instrument_seg.config import load_config
 from instrument_seg.errors import InputError
 from instrument_seg.training.losses import (
+    HINGE_STATS,
     AGSDLoss,
     AnchorLoss,
     SemanticDiffusionLoss,
@@ -198,6 +199,25 @@ class TestSemanticDiffusion:
         assert float(l_fg) == pytest.approx((0.0 + 0.05) / 2, abs=1e-6)
         assert float(l_bg) == pytest.approx((R2 / 2 + 0.45 + 0.45) / 2, abs=1e-6)
 
+    def test_hinge_stats_hand_computed(self) -> None:
+        # The two examples of test_paper_and_official_hand_computed: ex0's fg hinge is 0
+        # (inactive), every other hinge is active.
+        fg_t = _vec((1, 0), (1, 0))
+        bg_t = _vec((0, 1), (1, 1))
+        fg_t1 = _vec((1, 1), (1, 1))
+        bg_t1 = _vec((1, 0), (0, 1))
+        stats: dict[str, float] = {}
+        semantic_diffusion(fg_t, bg_t, fg_t1, bg_t1, stats=stats)
+        assert set(stats) == set(HINGE_STATS)
+        assert stats["cos_fg_bg"] == pytest.approx(((0 + R2) / 2 + (R2 + R2) / 2) / 2)
+        assert stats["cos_fg_fg"] == pytest.approx(R2)
+        assert stats["cos_bg_bg"] == pytest.approx((0 + R2) / 2)
+        assert stats["fg_active"] == 0.5 and stats["bg_active"] == 1.0
+        fg, bg = _vec((1, 0)), _vec((0, 1))
+        semantic_diffusion(fg, bg, fg.clone(), bg.clone(), stats=stats)  # margins met
+        assert stats["fg_active"] == stats["bg_active"] == 0.0
+        assert stats["cos_fg_bg"] == 0.0 and stats["cos_fg_fg"] == stats["cos_bg_bg"] == 1.0
+
     def test_hinge_is_zero_when_margin_is_met(self) -> None:
         fg, bg = _vec((1, 0)), _vec((0, 1))
         for form in ("paper", "official"):
@@ -297,7 +317,7 @@ class TestAGSDLoss:
         fg_t1, bg_t1 = pool_fg_bg(torch.sigmoid(b["z_t1"]), b["feats_t1"])
         l_fg, l_bg = semantic_diffusion(fg_t, bg_t, fg_t1, bg_t1, form="official")
         torch.testing.assert_close(total, anc + 0.5 * l_fg + 2.0 * l_bg)
-        assert set(parts) == {"anc_t", "anc_t1", "fg", "bg", "total"}
+        assert set(parts) == {"anc_t", "anc_t1", "fg", "bg", "total", *HINGE_STATS}
         assert all(isinstance(v, float) for v in parts.values())
         assert parts["fg"] == pytest.approx(float(l_fg))
         assert parts["total"] == pytest.approx(float(total))
@@ -308,6 +328,7 @@ class TestAGSDLoss:
             **{**b, "feats_t": None, "feats_t1": None}
         )
         assert parts["fg"] == parts["bg"] == 0.0
+        assert not set(HINGE_STATS) & set(parts)  # no diffusion, no hinge diagnostics
         assert float(anc_only) == pytest.approx(parts["anc_t"] + parts["anc_t1"], rel=1e-6)
         with_fg, p_fg = AGSDLoss(use_bg=False)(**b)
         with_bg, p_bg = AGSDLoss(use_fg=False)(**b)
@@ -343,11 +364,20 @@ class TestAGSDLoss:
         total, parts = module(**b)
         anc_t = anchor_loss(b["z_t"], b["a_pos_t"], b["a_neg_t"], form="paper")
         anc_t1 = anchor_loss(b["z_t1"], b["a_pos_t1"], b["a_neg_t1"], form="paper")
+        stats: dict[str, float] = {}
         _, l_bg = diffusion_terms(
-            b["z_t"], b["z_t1"], b["feats_t"], b["feats_t1"], 0.05, 0.45, form="official"
+            b["z_t"],
+            b["z_t1"],
+            b["feats_t"],
+            b["feats_t1"],
+            0.05,
+            0.45,
+            form="official",
+            stats=stats,
         )
         torch.testing.assert_close(total, anc_t + anc_t1 + 2.0 * l_bg)
         ref_parts = {"anc_t": anc_t, "anc_t1": anc_t1, "fg": 0.0, "bg": l_bg, "total": total}
+        ref_parts.update(stats)
         assert parts == pytest.approx({k: float(v) for k, v in ref_parts.items()})
         diff = SemanticDiffusionLoss("official", weights=(0.5, 2.0))
         assert (diff.m_fg, diff.m_bg) == (0.05, 0.45)

@@ -16,6 +16,7 @@ from instrument_seg.cues.pipeline import dataset_cues
 from instrument_seg.data import load_dataset
 from instrument_seg.model.checkpoint import load_checkpoint
 from instrument_seg.training.loop import _param_groups, _steps_of_epochs, train
+from instrument_seg.training.losses import HINGE_STATS
 from instrument_seg.training.trainset import build_training_set, smooth_anchor
 
 SIZE = (64, 96)
@@ -122,11 +123,15 @@ class TestLoopOptions:
         def rows(run):
             with (run / "loss.csv").open() as f:
                 return [
-                    [r[k] for k in ("step", "total", "anc_t", "fg", "bg")]
+                    [r[k] for k in ("step", "total", "anc_t", "fg", "bg", *HINGE_STATS)]
                     for r in csv.DictReader(f)
                 ]
 
         assert rows(tmp_path / "full") == rows(tmp_path / "half")
+        for row in rows(tmp_path / "full"):  # the hinge diagnostics are logged every step
+            cosines, active = map(float, row[5:8]), map(float, row[8:])
+            assert all(-1.0 <= c <= 1.0 for c in cosines)
+            assert all(a in (0.0, 0.5, 1.0) for a in active)  # share of a batch of 2 pairs
         a = load_checkpoint(tmp_path / "full")["model"]
         b = load_checkpoint(tmp_path / "half")["model"]
         assert all(torch.equal(a[k], b[k]) for k in a)

@@ -37,11 +37,13 @@ from instrument_seg.model.network import build_model, normalization
 from instrument_seg.training.augment import Augmentation, jitter, warp
 from instrument_seg.training.distributed import Distributed, session
 from instrument_seg.training.features import VGG16Features
-from instrument_seg.training.losses import AGSDLoss
+from instrument_seg.training.losses import HINGE_STATS, AGSDLoss
 from instrument_seg.training.splits import split_sequences, subset
 from instrument_seg.training.trainset import TrainingSet, build_training_set, to_input
 
-LOG_FIELDS = ("step", "total", "anc_t", "anc_t1", "fg", "bg", "seconds")
+# The loss terms, then what the diffusion hinges see (empty when diffusion is off).
+LOSS_FIELDS = ("total", "anc_t", "anc_t1", "fg", "bg")
+LOG_FIELDS = ("step", *LOSS_FIELDS, *HINGE_STATS, "seconds")
 
 
 def resolve_device(name: str) -> torch.device:
@@ -416,8 +418,10 @@ def _start_run_files(run: _Run) -> Path:
 
 
 def _log_row(step: int, parts: dict[str, float], seconds: float) -> dict[str, float]:
-    """One ``loss.csv`` row: the 1-based step, the loss terms and the step's duration."""
-    return {"step": step, **{k: parts[k] for k in LOG_FIELDS[1:6]}, "seconds": seconds}
+    """One ``loss.csv`` row: the 1-based step, the loss terms, the hinge diagnostics (empty
+    without diffusion) and the step's duration."""
+    row = {k: parts.get(k, "") for k in (*LOSS_FIELDS, *HINGE_STATS)}
+    return {"step": step, **row, "seconds": seconds}
 
 
 def _save(run: _Run, step: int) -> None:

@@ -50,6 +50,8 @@ OFFICIAL_WEIGHTS: tuple[float, float] = (0.5, 2.0)
 #: Forms of :func:`anchor_loss` and of :func:`semantic_diffusion`.
 ANCHOR_FORMS = ("log", "paper")
 DIFFUSION_FORMS = tuple(DEFAULT_MARGINS)
+# What the diffusion hinges see each step (loss.csv columns, see semantic_diffusion's stats).
+HINGE_STATS = ("cos_fg_bg", "cos_fg_fg", "cos_bg_bg", "fg_active", "bg_active")
 
 
 # --------------------------------------------------------------------------------------------
@@ -166,6 +168,7 @@ def semantic_diffusion(
     m_fg: float | None = None,
     m_bg: float | None = None,
     form: str = "paper",
+    stats: dict[str, float] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Semantic-diffusion hinge losses (Eq. 3-4) with cosine similarity ``phi``.
 
@@ -188,6 +191,9 @@ def semantic_diffusion(
         m_fg: Foreground margin; None uses the form's default (paper 0.2, official 0.05).
         m_bg: Background margin; None uses the form's default (paper 0.8, official 0.45).
         form: ``"paper"`` or ``"official"``.
+        stats: optional dict filled with what the hinges see (for ``loss.csv``): the batch
+            means of ``phi(fg, bg)`` (within a frame, averaged over both), ``phi(fg_t, fg_t1)``
+            and ``phi(bg_t, bg_t1)``, and the share of pairs whose fg / bg hinge is active.
 
     Returns:
         ``(L_fg, L_bg)``, scalars (mean over the batch).
@@ -203,7 +209,27 @@ def semantic_diffusion(
     else:
         loss_fg = F.relu(0.5 * cross - same_fg + m_fg)
         loss_bg = F.relu(0.5 * cross - same_bg + m_bg)
+    if stats is not None:
+        stats.update(_hinge_stats(cross, same_fg, same_bg, loss_fg, loss_bg))
     return loss_fg.mean(), loss_bg.mean()
+
+
+def _hinge_stats(
+    cross: torch.Tensor,
+    same_fg: torch.Tensor,
+    same_bg: torch.Tensor,
+    loss_fg: torch.Tensor,
+    loss_bg: torch.Tensor,
+) -> dict[str, float]:
+    """Batch means of the cosine terms and the share of pairs whose hinge is active (> 0)."""
+    with torch.no_grad():
+        return {
+            "cos_fg_bg": float((0.5 * cross).mean()),
+            "cos_fg_fg": float(same_fg.mean()),
+            "cos_bg_bg": float(same_bg.mean()),
+            "fg_active": float((loss_fg > 0).float().mean()),
+            "bg_active": float((loss_bg > 0).float().mean()),
+        }
 
 
 def diffusion_terms(
@@ -220,6 +246,7 @@ def diffusion_terms(
     border_cells: int = 0,
     valid_t: torch.Tensor | None = None,
     valid_t1: torch.Tensor | None = None,
+    stats: dict[str, float] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Unweighted semantic-diffusion terms of a pair of frames from logits (Eq. 2-4).
 
@@ -240,6 +267,7 @@ def diffusion_terms(
         border_cells: outermost rings of feature cells left out of both pools.
         valid_t: optional (B, 1, H, W) field of view of frame t (pools only inside it).
         valid_t1: the same for frame t+1.
+        stats: optional dict for the hinge diagnostics (see :func:`semantic_diffusion`).
 
     Returns:
         ``(L_fg, L_bg)``, scalars (mean over the batch).
@@ -257,7 +285,7 @@ def diffusion_terms(
     w_t1 = cell_weights(grid, border_cells, valid_t1)
     fg_t, bg_t = pool_fg_bg(torch.sigmoid(z_t), feats_t, **pool, weights=w_t)
     fg_t1, bg_t1 = pool_fg_bg(torch.sigmoid(z_t1), feats_t1, **pool, weights=w_t1)
-    return semantic_diffusion(fg_t, bg_t, fg_t1, bg_t1, m_fg, m_bg, form)
+    return semantic_diffusion(fg_t, bg_t, fg_t1, bg_t1, m_fg, m_bg, form, stats)
 
 
 # --------------------------------------------------------------------------------------------
@@ -359,6 +387,7 @@ class SemanticDiffusionLoss(nn.Module):
         feats_t1: torch.Tensor,
         valid_t: torch.Tensor | None = None,
         valid_t1: torch.Tensor | None = None,
+        stats: dict[str, float] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Computes the unweighted terms.
 
@@ -369,6 +398,7 @@ class SemanticDiffusionLoss(nn.Module):
             feats_t1: (B, C, h, w) frozen features of frame t+1.
             valid_t: optional (B, 1, H, W) field of view of frame t.
             valid_t1: optional (B, 1, H, W) field of view of frame t+1.
+            stats: optional dict for the hinge diagnostics (see :func:`semantic_diffusion`).
 
         Returns:
             ``(L_fg, L_bg)``, scalars.
@@ -385,6 +415,7 @@ class SemanticDiffusionLoss(nn.Module):
             *pool,
             valid_t=valid_t,
             valid_t1=valid_t1,
+            stats=stats,
         )
 
     def forward(self, *args: torch.Tensor | None) -> torch.Tensor:
@@ -495,7 +526,8 @@ class AGSDLoss(nn.Module):
 
         Returns:
             ``(total, parts)``: the scalar loss and ``{"anc_t", "anc_t1", "fg", "bg", "total"}``
-            as floats for logging (``fg``/``bg`` unweighted, 0.0 when switched off).
+            as floats for logging (``fg``/``bg`` unweighted, 0.0 when switched off), plus
+            the hinge diagnostics of :data:`HINGE_STATS` when a diffusion term is on.
 
         Raises:
             InputError: Shapes that differ, or features missing while a diffusion term is on.
@@ -510,7 +542,11 @@ class AGSDLoss(nn.Module):
         if self.needs_features:
             if feats_t is None or feats_t1 is None:
                 raise InputError("feats_t and feats_t1 are required when a diffusion term is on.")
-            l_fg, l_bg = self.diffusion.parts(z_t, z_t1, feats_t, feats_t1, valid_t, valid_t1)
+            stats: dict[str, float] = {}
+            l_fg, l_bg = self.diffusion.parts(
+                z_t, z_t1, feats_t, feats_t1, valid_t, valid_t1, stats=stats
+            )
+            parts.update(stats)
         if self.use_fg:
             total = total + self.diffusion.w_fg * l_fg
         if self.use_bg:
