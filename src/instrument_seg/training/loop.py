@@ -38,6 +38,14 @@ from instrument_seg.training.augment import Augmentation, jitter, warp
 from instrument_seg.training.distributed import Distributed, session
 from instrument_seg.training.features import VGG16Features
 from instrument_seg.training.losses import HINGE_STATS, AGSDLoss
+from instrument_seg.training.rounds import (
+    anchors_path,
+    check_rounds,
+    fuse,
+    load_anchors,
+    predict_frames,
+    save_anchors,
+)
 from instrument_seg.training.splits import split_sequences, subset
 from instrument_seg.training.trainset import TrainingSet, build_training_set, to_input
 
@@ -129,7 +137,9 @@ class _Run:
     data: TrainingSet
     a_pos: torch.Tensor  # float32 (N, 1, H, W), on the CPU
     a_neg: torch.Tensor  # float32 (N, 1, H, W), on the CPU
-    steps: int
+    steps: int  # over all rounds
+    per_round: int  # steps of one self-training round (``steps`` when train.rounds is 1)
+    fusion: str  # train.round_fusion
     batch: int  # global batch (pairs per step, over all processes)
     start_step: int  # 0, or the resumed checkpoint's step
     split: dict[str, Any]  # setting, fold, train_sequences, test_sequences
@@ -174,6 +184,7 @@ def _setup(
     if steps < 1 or batch < 1:
         raise InputError(f"train.steps and train.batch_size must be >= 1, got {steps}, {batch}")
     ddp.check_batch(batch)  # ddp: the global batch splits evenly over the processes
+    rounds, fusion = check_rounds(tc)
     quiet = not (progress and ddp.is_main) or None  # ddp: bars on rank 0 only
     cache_dir = cache_dir or out / "cache"
     data = _training_set(
@@ -208,7 +219,9 @@ def _setup(
         data=data,
         a_pos=torch.from_numpy(data.a_pos).unsqueeze(1),
         a_neg=torch.from_numpy(data.a_neg).unsqueeze(1),
-        steps=steps,
+        steps=steps * rounds,
+        per_round=steps,
+        fusion=fusion,
         batch=batch,
         start_step=start_step,
         split=split,
@@ -382,6 +395,8 @@ def _fit(run: _Run) -> dict[str, Any]:
     ):
         writer = csv.DictWriter(f, LOG_FIELDS)
         for step in range(run.start_step, run.steps):
+            if step == run.start_step or step % run.per_round == 0:
+                _round_anchors(run, step)
             t0 = time.perf_counter()
             parts = _step(run, step)
             writer.writerow(_log_row(step + 1, parts, time.perf_counter() - t0))
@@ -397,6 +412,31 @@ def _fit(run: _Run) -> dict[str, Any]:
     if run.ddp.is_main:  # ddp
         write_json(run.out / "summary.json", summary)
     return summary
+
+
+def _round_anchors(run: _Run, step: int) -> None:
+    """Sets the anchors of the round that ``step`` is in: the cue anchors in round 1; at the
+    first step of a later round, the cue anchors fused with the network's predictions (written
+    to the run directory); when resuming inside a later round, the ones written then.
+
+    Raises:
+        InputError: A resumed run inside a later round whose anchors file is missing.
+    """
+    r = step // run.per_round + 1
+    if r == 1:
+        return
+    data, path = run.data, anchors_path(run.out, r)
+    if step % run.per_round == 0 and not (step == run.start_step and path.is_file()):
+        p = predict_frames(run.model, data.frames, run.norm, run.device, data.valid)
+        a_pos, a_neg = fuse(data.a_pos, data.a_neg, p, run.fusion)
+        if run.ddp.is_main:  # ddp: every process computes the same maps, rank 0 writes them
+            save_anchors(path, a_pos, a_neg)
+    elif path.is_file():
+        a_pos, a_neg = load_anchors(path, data.a_pos.shape)
+    else:
+        raise InputError(f"cannot resume {run.out} inside round {r}: {path} is missing")
+    run.a_pos = torch.from_numpy(a_pos).unsqueeze(1)
+    run.a_neg = torch.from_numpy(a_neg).unsqueeze(1)
 
 
 def _start_run_files(run: _Run) -> Path:
@@ -438,6 +478,7 @@ def _summary(run: _Run, first: float | None, last: float | None, seconds: float)
     return {
         "run": str(run.out),
         "steps": run.steps,
+        "rounds": run.steps // run.per_round,
         "resumed_from": run.start_step,
         "frames": len(run.data.frames),
         "pairs": int(len(run.data.pairs)),
