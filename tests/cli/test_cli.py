@@ -12,7 +12,13 @@ import pytest
 
 from cli_support import assert_one_sentence_error, run_cli
 
-TINY = ["data.size=[64,80]", "features.size=[64,80]", "model.width=4", "model.depth=2"]
+TINY = [
+    "data.size=[64,80]",
+    "features.size=[64,80]",
+    "model.encoder=unet",
+    "model.width=4",
+    "model.depth=2",
+]
 
 
 @pytest.fixture(scope="module")

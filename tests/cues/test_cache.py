@@ -249,6 +249,7 @@ class TestConfig:
         data = load_dataset(write_dataset(tmp_path / "data", 2, 3, (64, 80), 0))
         overrides = [
             "data.size=[64,80]",
+            "model.encoder=unet",
             "model.width=4",
             "model.depth=2",
             "train.steps=1",

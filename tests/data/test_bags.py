@@ -32,7 +32,13 @@ from instrument_seg.errors import InputError
 
 STORE = get_typestore(Stores.ROS2_KILTED)
 IMAGE = "sensor_msgs/msg/Image"
-TINY = ["data.size=[48,64]", "features.size=[48,64]", "model.width=4", "model.depth=2"]
+TINY = [
+    "data.size=[48,64]",
+    "features.size=[48,64]",
+    "model.encoder=unet",
+    "model.width=4",
+    "model.depth=2",
+]
 
 
 def raw_messages(bag: Path) -> dict[str, list[tuple[int, object]]]:

@@ -43,7 +43,12 @@ def write_run(
     """Writes ``out/checkpoint.pt`` (and returns ``out``): a briefly fitted tiny U-Net."""
     config = load_config(
         [],
-        [f"model.width={width}", f"model.depth={depth}", f"data.size=[{size[0]},{size[1]}]"],
+        [
+            "model.encoder=unet",
+            f"model.width={width}",
+            f"model.depth={depth}",
+            f"data.size=[{size[0]},{size[1]}]",
+        ],
     )
     torch.manual_seed(0)
     model = UNet(**model_kwargs(config))

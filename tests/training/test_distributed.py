@@ -40,8 +40,11 @@ from instrument_seg.training.distributed import (
 TINY = [
     "data.size=[64,80]",
     "features.size=[64,80]",
+    "model.encoder=unet",
     "model.width=4",
     "model.depth=2",
+    "loss.use_fg=true",  # diffusion on: its pools under DDP are checked too
+    "loss.use_bg=true",
     "train.steps=4",
     "train.batch_size=4",
     "train.lr=0.0001",  # the tolerances below are for this lr, whatever the default

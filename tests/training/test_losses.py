@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -410,7 +411,10 @@ class TestAGSDLoss:
         module = AGSDLoss(**config["loss"])
         assert module.anchor.form == config["loss"]["anchor_form"]
         assert module.diffusion.upsampling == config["loss"]["upsampling"]
-        assert module.needs_features
+        assert module.diffusion.border_cells == 1
+        assert not module.needs_features  # the default: anchor loss alone (docs/results.md 8)
+        paper = load_config([Path(__file__).parents[2] / "config" / "paper.yaml"])["loss"]
+        assert AGSDLoss(**paper).needs_features and AGSDLoss(**paper).diffusion.border_cells == 0
 
     def test_defaults(self) -> None:
         module = AGSDLoss()

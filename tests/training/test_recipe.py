@@ -109,6 +109,8 @@ class TestLoopOptions:
             "train.augment.enabled=true",
             "train.encoder_lr=0.0001",
             "loss.border_cells=1",
+            "loss.use_fg=true",
+            "loss.use_bg=true",
             "train.anchor_smoothing=2",
         )
         full = train(ds, tmp_path / "full", _config(*opts, "train.steps=4"), progress=False)
@@ -143,6 +145,7 @@ class TestLoopOptions:
             "train.batch_size=2",
             "loss.use_fg=false",
             "loss.use_bg=false",
+            "model.encoder=unet",
             "model.width=4",
             "model.depth=2",
         )

@@ -22,7 +22,13 @@ from instrument_seg.training.rounds import (
 )
 from instrument_seg.training.trainset import build_training_set
 
-TINY = ("loss.use_fg=false", "loss.use_bg=false", "model.width=4", "model.depth=2")
+TINY = (
+    "loss.use_fg=false",
+    "loss.use_bg=false",
+    "model.encoder=unet",
+    "model.width=4",
+    "model.depth=2",
+)
 
 
 class TestPieces:
