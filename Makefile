@@ -31,7 +31,7 @@ demo: setup
 	$(BIN)/instrument-seg evaluate --model $(DEMO)/model.onnx --data $(DEMO)/demo_bag \
 		--json $(DEMO)/eval.json --figures $(DEMO)/eval_figures
 	$(BIN)/python -m instrument_seg.cli.demo --bag $(DEMO)/demo_bag --model $(DEMO)/model.onnx \
-		--offline $(DEMO)/eval.json --out $(DEMO)/ros_eval
+		--offline $(DEMO)/eval.json --cues $(DEMO)/cues.json --out $(DEMO)/ros_eval
 
 lint: setup
 	$(BIN)/ruff check src tests benchmarks launch

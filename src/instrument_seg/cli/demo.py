@@ -194,6 +194,19 @@ def compare(report: dict[str, Any], offline: dict[str, Any]) -> dict[str, float]
     return diffs
 
 
+def against_cues(offline: dict[str, Any], cues: dict[str, Any]) -> str:
+    """One line: the trained model's offline IoU next to the colour cue's and the all-cue
+    anchor's (``instrument-seg cues --json`` report) on the same video, Otsu on ``a_pos``."""
+    combos = cues["combinations"]
+    model = 100 * offline["iou"]["mean"]
+    parts = [f"model {model:.2f}"]
+    for name, label in (("color", "colour cue"), ("+".join(cues["cues"]), "all-cue anchor")):
+        if name in combos:
+            cue = 100 * combos[name]["a_pos"]["iou"]["mean"]
+            parts.append(f"{label} {cue:.2f} ({model - cue:+.2f})")
+    return "demo: IoU on the demo video, " + ", ".join(parts)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m instrument_seg.cli.demo``: returns 0, or 2 after one ``error:`` sentence."""
     parser = argparse.ArgumentParser(prog="python -m instrument_seg.cli.demo", description=__doc__)
@@ -203,9 +216,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--offline", type=Path, help="instrument-seg evaluate --json report to compare with"
     )
+    parser.add_argument(
+        "--cues", type=Path, help="instrument-seg cues --json report: the model against the cues"
+    )
     parser.add_argument("--threads", type=int, default=1, help="backend CPU threads (node)")
     args = parser.parse_args(argv)
     try:
+        for flag, path in (("--offline", args.offline), ("--cues", args.cues)):
+            if path is not None and not path.is_file():
+                raise InputError(f"{flag} {path} is not a file")
         started = time.monotonic()
         report = run_demo(args.bag, args.model, args.out, args.threads)
         from instrument_seg.evaluation.report import summary_line
@@ -227,6 +246,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"± {100 * offline['dice']['std']:.2f} %; node vs offline over {d['frames']} "
                 f"frames: max |ΔIoU| {d['iou']:.1e}, max |ΔDice| {d['dice']:.1e}"
             )
+            if args.cues is not None:
+                print(against_cues(offline, json.loads(args.cues.read_text())))
         print(
             f"demo: report {args.out / 'report.md'}, figures {args.out / 'iou_over_time.png'} "
             f"and {args.out / 'latency_histogram.png'} ({time.monotonic() - started:.0f} s)"
