@@ -52,7 +52,7 @@ def write_tiny_checkpoint(path: Path, seed: int = 0) -> Path:
 
     config = default_config()
     config["data"]["size"] = list(TINY_SIZE)
-    config["model"].update(width=4, depth=2)
+    config["model"].update(encoder="unet", width=4, depth=2)
     torch.manual_seed(seed)
     model = UNet(**model_kwargs(config)).eval()
     with torch.no_grad():
