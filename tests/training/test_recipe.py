@@ -14,11 +14,10 @@ import torch
 from instrument_seg.config import load_config
 from instrument_seg.cues.pipeline import dataset_cues
 from instrument_seg.data import load_dataset
-from instrument_seg.errors import InputError
 from instrument_seg.model.checkpoint import load_checkpoint
 from instrument_seg.training.loop import _param_groups, _steps_of_epochs, train
 from instrument_seg.training.losses import HINGE_STATS
-from instrument_seg.training.trainset import build_training_set, refine_anchor, smooth_anchor
+from instrument_seg.training.trainset import build_training_set, smooth_anchor
 
 SIZE = (64, 96)
 
@@ -83,39 +82,6 @@ class TestAnchorSmoothing:
         pos, neg = smooth_anchor((a, 1 - a), 4)
         assert pos.shape == a.shape and 0 < pos.max() <= 1 and pos[0, 15] == 0
         assert abs(pos.sum() - a.sum()) < 0.2 * a.sum()
-
-
-class TestAnchorRefinement:
-    def test_guided_filter_moves_a_blurred_anchor_onto_the_frame_edge(self):
-        image = np.zeros((32, 32, 3), np.uint8)
-        image[:, 16:] = 200  # a vertical edge at column 16
-        sharp = np.zeros((32, 32), np.float32)
-        sharp[:, 16:] = 1.0
-        blurred = cv2.GaussianBlur(sharp, (0, 0), 3)  # an anchor that leaks over the edge
-        pos, neg = refine_anchor(image, (blurred, 1 - blurred), radius=4, eps=1e-3)
-        assert pos.dtype == np.float32 and 0 <= pos.min() and pos.max() <= 1
-        step = lambda a: float((a[:, 16] - a[:, 15]).mean())  # noqa: E731  jump at the edge
-        assert step(blurred) < 0.15 and step(pos) > 0.4  # it jumps where the frame does
-        assert step(1 - neg) > 0.4
-        fov = np.ones((32, 32), bool)
-        fov[:, :4] = False
-        pos, _ = refine_anchor(image, (blurred, 1 - blurred), 4, 1e-3, fov)
-        assert not pos[:, :4].any()
-
-    def test_in_the_training_set_and_bad_settings(self, tmp_path):
-        ds = load_dataset(_endoscope_tree(tmp_path / "d"))
-        plain = build_training_set(ds, _config(), None)
-        refined = build_training_set(ds, _config("train.anchor_refine.radius=2"), None)
-        assert refined.a_pos.shape == plain.a_pos.shape
-        assert not np.allclose(refined.a_pos, plain.a_pos)
-        assert not refined.a_pos[plain.valid == 0].any()  # still nothing outside the view
-        for key, value, message in (
-            ("radius", "-1", "radius must be an integer >= 0, got -1"),
-            ("radius", "1.5", "radius must be an integer >= 0, got 1.5"),
-            ("eps", "0", "eps must be a positive number, got 0"),
-        ):
-            with pytest.raises(InputError, match=message):
-                build_training_set(ds, _config(f"train.anchor_refine.{key}={value}"), None)
 
 
 class TestLoopOptions:

@@ -90,12 +90,10 @@ def _anchors(
     enabled: list[str],
     size: tuple[int, int],
     smoothing: int = 1,
-    refine: Mapping[str, Any] | None = None,
 ) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """Per frame ``(a_pos, a_neg)``: the cue anchors (smoothed, then refined), or the ground
-    truth (resized nearest, so its area is kept) on the supervised frames (all at 100 %, even
-    frames of each sequence at 50 %)."""
-    radius, eps = _refine_settings(refine or {"radius": 0, "eps": 0.001})
+    """Per frame ``(a_pos, a_neg)``: the cue anchors, or the ground truth (resized nearest, so
+    its area is kept) on the supervised frames (all at 100 %, even frames of each sequence at
+    50 %)."""
     index_in_seq = [i for seq in dataset.sequences for i in range(len(seq))]
     a_pos, a_neg = [], []
     for fc, i in zip(frames, index_in_seq, strict=True):
@@ -104,8 +102,6 @@ def _anchors(
             pos, neg = gt, 1.0 - gt
         else:
             pos, neg = smooth_anchor(fc.anchors(enabled), smoothing)
-            if radius:
-                pos, neg = refine_anchor(fc.image, (pos, neg), radius, eps, fc.fov)
         a_pos.append(pos)
         a_neg.append(neg)
     return a_pos, a_neg
@@ -151,8 +147,7 @@ def build_training_set(
     if smoothing < 1:
         raise InputError(f"train.anchor_smoothing must be 1 (none) or more, got {smoothing}")
     size = working_size(config)
-    refine = config["train"]["anchor_refine"]
-    a_pos, a_neg = _anchors(frames, dataset, supervision, enabled, size, smoothing, refine)
+    a_pos, a_neg = _anchors(frames, dataset, supervision, enabled, size, smoothing)
     feats = None
     if features is not None:
         cache = FeatureCache(features, tuple(config["features"]["size"]), cache_dir)
@@ -195,42 +190,6 @@ def smooth_anchor(
             a, (max(1, w // factor), max(1, h // factor)), interpolation=cv2.INTER_AREA
         )
         out.append(cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR).astype(np.float32))
-    return out[0], out[1]
-
-
-def _refine_settings(refine: Mapping[str, Any]) -> tuple[int, float]:
-    radius, eps = refine["radius"], refine["eps"]
-    if isinstance(radius, bool) or not isinstance(radius, int) or radius < 0:
-        raise InputError(f"train.anchor_refine.radius must be an integer >= 0, got {radius!r}")
-    if isinstance(eps, bool) or not isinstance(eps, int | float) or eps <= 0:
-        raise InputError(f"train.anchor_refine.eps must be a positive number, got {eps!r}")
-    return radius, float(eps)
-
-
-def refine_anchor(
-    image: np.ndarray,
-    anchors: tuple[np.ndarray, np.ndarray],
-    radius: int,
-    eps: float,
-    fov: np.ndarray | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Edge-aware anchor refinement: each map guided-filtered (He et al.) with the frame's
-    grey levels as guide, so it follows the frame's edges, clipped to [0, 1] and kept 0
-    outside the view. (A grey guide: OpenCV's colour guided filter inverts each window's 3x3
-    colour covariance, ill-conditioned where the colours vary together, and then blurs.)
-
-    Args:
-        image: uint8 (H, W, 3) RGB frame at the anchors' size.
-        anchors: ``(a_pos, a_neg)``, float32 (H, W) each.
-        radius: the filter's window radius in pixels (>= 1).
-        eps: its regularisation, on [0, 1] intensities (small: edges kept more sharply).
-        fov: optional bool (H, W) field of view.
-    """
-    guide = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY).astype(np.float32) / 255.0
-    out = []
-    for a in anchors:
-        r = np.clip(cv2.ximgproc.guidedFilter(guide, a.astype(np.float32), radius, eps), 0, 1)
-        out.append((r if fov is None else r * fov).astype(np.float32))
     return out[0], out[1]
 
 
