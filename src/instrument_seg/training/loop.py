@@ -217,8 +217,8 @@ def _setup(
         optimizer=optimizer,
         loss_fn=loss_fn,
         data=data,
-        a_pos=torch.from_numpy(data.a_pos).unsqueeze(1),
-        a_neg=torch.from_numpy(data.a_neg).unsqueeze(1),
+        a_pos=_maps(data.a_pos),
+        a_neg=_maps(data.a_neg),
         steps=steps * rounds,
         per_round=steps,
         fusion=fusion,
@@ -228,7 +228,7 @@ def _setup(
         quiet=quiet,
         norm=normalization(kwargs),
         augment=augment,
-        valid=None if data.valid is None else torch.from_numpy(data.valid).unsqueeze(1),
+        valid=None if data.valid is None else _maps(data.valid),
     )
 
 
@@ -426,17 +426,21 @@ def _round_anchors(run: _Run, step: int) -> None:
     if r == 1:
         return
     data, path = run.data, anchors_path(run.out, r)
-    if step % run.per_round == 0 and not (step == run.start_step and path.is_file()):
+    if step == run.start_step and path.is_file():  # resumed: the anchors written back then
+        a_pos, a_neg = load_anchors(path, data.a_pos.shape)
+    elif step % run.per_round == 0:  # the round's first step: fuse the cues with predictions
         p = predict_frames(run.model, data.frames, run.norm, run.device, data.valid)
         a_pos, a_neg = fuse(data.a_pos, data.a_neg, p, run.fusion)
         if run.ddp.is_main:  # ddp: every process computes the same maps, rank 0 writes them
             save_anchors(path, a_pos, a_neg)
-    elif path.is_file():
-        a_pos, a_neg = load_anchors(path, data.a_pos.shape)
     else:
         raise InputError(f"cannot resume {run.out} inside round {r}: {path} is missing")
-    run.a_pos = torch.from_numpy(a_pos).unsqueeze(1)
-    run.a_neg = torch.from_numpy(a_neg).unsqueeze(1)
+    run.a_pos, run.a_neg = _maps(a_pos), _maps(a_neg)
+
+
+def _maps(a: np.ndarray) -> torch.Tensor:
+    """float32 (N, H, W) maps as the (N, 1, H, W) tensor a step indexes, on the CPU."""
+    return torch.from_numpy(a).unsqueeze(1)
 
 
 def _start_run_files(run: _Run) -> Path:
