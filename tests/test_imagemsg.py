@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import struct
+import subprocess
+import sys
 import types
+import zlib
 
 import cv2
 import numpy as np
@@ -13,6 +17,7 @@ from instrument_seg.imagemsg import (
     ImageFormatError,
     compressed_size,
     compressed_to_rgb8,
+    decode_compressed,
     image_to_rgb8,
     safe_text,
 )
@@ -112,14 +117,178 @@ class TestCompressed:
             compressed_to_rgb8(msg)
         assert info.value.kind == "compressed"
 
-    def test_truncated_data_does_not_decode(self):
-        msg = compressed(frame(), ".png")
-        msg.data = msg.data[: len(msg.data) // 2]
-        with pytest.raises(ImageFormatError, match="does not decode"):
+    @pytest.mark.parametrize("ext", [".png", ".jpg"])
+    def test_truncated_data_refused(self, ext):
+        msg = compressed(frame(), ext)
+        msg.data = msg.data[: len(msg.data) * 2 // 3]
+        with pytest.raises(ImageFormatError, match="truncated") as info:
             compressed_to_rgb8(msg)
+        assert info.value.kind == "compressed"
 
     def test_depth_format_refused_and_escaped(self):
         msg = compressed(frame(), ".png", "16UC1; compressedDepth png\n[FATAL]")
         with pytest.raises(ImageFormatError) as info:
             compressed_to_rgb8(msg)
         assert "depth image" in str(info.value) and "\n" not in str(info.value)
+
+
+# --- hostile JPEG / PNG data -----------------------------------------------------------------
+
+
+def jpeg_segments(data: bytes) -> dict[int, bytes]:
+    """Marker -> whole segment (marker and length included) of a simple JPEG's header."""
+    out, i = {}, 2
+    while data[i + 1] != 0xDA:
+        length = int.from_bytes(data[i + 2 : i + 4], "big")
+        out.setdefault(data[i + 1], data[i : i + 2 + length])
+        i += 2 + length
+    return out
+
+
+def with_size(sof: bytes, h: int, w: int) -> bytes:
+    return sof[:5] + h.to_bytes(2, "big") + w.to_bytes(2, "big") + sof[9:]
+
+
+def standalone_forgery(marker: bytes, h: int = 16000, w: int = 16000) -> bytes:
+    """A JPEG whose real frame header (h x w) follows a standalone marker (TEM / RSTn), and
+    whose comment hides an 8x8 frame header exactly where a reader that takes the standalone
+    marker's next two bytes (FF C0) for a segment length lands (byte 2 + 2 + 0xFFC0)."""
+    jpg = cv2.imencode(".jpg", np.full((8, 8, 3), 90, np.uint8))[1].tobytes()
+    sof = jpeg_segments(jpg)[0xC0]
+    real = with_size(sof, h, w)
+    start = 2 + len(marker) + len(real) + 4  # comment payload
+    landing = 2 + 2 + int.from_bytes(real[:2], "big")
+    payload = bytearray(65000)
+    payload[landing - start : landing - start + len(sof)] = sof  # the 8x8 decoy
+    comment = b"\xff\xfe" + (len(payload) + 2).to_bytes(2, "big") + bytes(payload)
+    rest = jpg[jpg.index(sof) + len(sof) :]
+    return jpg[:2] + marker + real + comment + jpg[2 : jpg.index(sof)] + rest
+
+
+def png_chunk(kind: bytes, data: bytes) -> bytes:
+    crc = zlib.crc32(kind + data)
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
+
+
+def make_png(rgb: np.ndarray, interlace: int = 0, raw: bytes | None = None) -> bytes:
+    """An 8-bit RGB PNG written here (Adam7 when ``interlace``), or with ``raw`` as its
+    inflated image data."""
+    h, w = rgb.shape[:2]
+    if raw is None:
+        if interlace:
+            passes = [rgb[y0::dy, x0::dx] for x0, y0, dx, dy in ADAM7]
+        else:
+            passes = [rgb]
+        raw = b"".join(b"\x00" + row.tobytes() for p in passes if p.size for row in p)
+    header = struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, interlace)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + png_chunk(b"IHDR", header)
+        + png_chunk(b"tEXt", b"Comment\x00made here")
+        + png_chunk(b"IDAT", zlib.compress(raw))
+        + png_chunk(b"IEND", b"")
+    )
+
+
+ADAM7 = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2),
+         (0, 1, 1, 2))  # fmt: skip
+
+
+class TestJpegMarkers:
+    @pytest.mark.parametrize("marker", [b"\xff\x01", b"\xff\xd3", b"\xff\xff\xff\x01"])
+    def test_standalone_marker_before_the_frame_header(self, marker):
+        data = standalone_forgery(marker)
+        assert compressed_size(data) == ("jpeg", 16000, 16000)
+        with pytest.raises(ImageFormatError) as info:
+            decode_compressed(data, max_pixels=4096 * 4096)
+        assert info.value.kind == "oversize" and "16000x16000" in str(info.value)
+
+    def test_standalone_marker_in_a_small_jpeg_decodes(self):
+        rgb = frame()
+        jpg = cv2.imencode(".jpg", rgb[..., ::-1])[1].tobytes()
+        data = jpg[:2] + b"\xff\x01\xff\xff" + jpg[2:]
+        assert compressed_size(data) == ("jpeg", 48, 64)
+        assert decode_compressed(data).shape == (48, 64, 3)
+
+    def test_two_frame_headers_refused(self):
+        jpg = cv2.imencode(".jpg", np.full((8, 8, 3), 90, np.uint8))[1].tobytes()
+        sof = jpeg_segments(jpg)[0xC0]
+        data = jpg[:2] + with_size(sof, 8, 8) + jpg[2:]
+        with pytest.raises(ImageFormatError, match="2 frame headers"):
+            compressed_size(data)
+
+    def test_every_sof_counts_but_not_dht_jpg_dac(self):
+        from instrument_seg.imagemsg import _JPEG_SOF
+
+        assert _JPEG_SOF == set(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+
+    def test_progressive_jpeg_decodes(self):
+        rgb = frame()
+        ok, buf = cv2.imencode(".jpg", rgb[..., ::-1], [cv2.IMWRITE_JPEG_PROGRESSIVE, 1])
+        assert decode_compressed(buf.tobytes()).shape == (48, 64, 3)
+
+    def test_end_of_image_required(self):
+        jpg = cv2.imencode(".jpg", frame()[..., ::-1])[1].tobytes()
+        assert jpg.endswith(b"\xff\xd9")
+        with pytest.raises(ImageFormatError, match="truncated"):
+            decode_compressed(jpg[:-2])
+        decode_compressed(jpg + b"\x00" * 7)  # bytes after the end are ignored, as libjpeg does
+
+
+class TestPngStructure:
+    @pytest.mark.parametrize("interlace", [0, 1])
+    @pytest.mark.parametrize("shape", [(1, 1), (5, 3), (17, 33)])
+    def test_written_here_decodes_exactly(self, shape, interlace):
+        rgb = np.random.default_rng(1).integers(0, 256, (*shape, 3), dtype=np.uint8)
+        np.testing.assert_array_equal(decode_compressed(make_png(rgb, interlace))[..., ::-1], rgb)
+
+    @pytest.mark.parametrize(
+        ("damage", "words"),
+        [
+            (lambda d: d.replace(b"IDAT", b"IDAT\x00", 1)[:-1], "CRC"),
+            (lambda d: d[: len(d) - 12], "truncated"),
+            (lambda d: d.replace(b"IDAT", b"IDAX"), "CRC"),
+        ],
+        ids=["shifted", "cut", "renamed"],
+    )
+    def test_corrupt_png_refused(self, damage, words):
+        data = cv2.imencode(".png", frame())[1].tobytes()
+        with pytest.raises(ImageFormatError, match=words) as info:
+            decode_compressed(damage(data))
+        assert info.value.kind == "compressed"
+
+    @pytest.mark.parametrize(
+        ("raw", "words"),
+        [
+            (b"\x00" * (4 * (1 + 12)), "too short"),
+            (b"\x00" * (5 * (1 + 12) + 1), "too long"),
+            (b"\x07" + b"\x00" * (5 * (1 + 12) - 1), "filter"),
+        ],
+        ids=["short", "long", "filter"],
+    )
+    def test_valid_crc_but_bad_image_data_refused(self, raw, words):
+        data = make_png(np.zeros((5, 4, 3), np.uint8), raw=raw)
+        with pytest.raises(ImageFormatError, match=words):
+            decode_compressed(data)
+
+    def test_corrupt_png_prints_nothing(self):
+        """libpng's own "libpng error: ..." line never reaches stderr (it bypasses every rate
+        limit): the structure is refused before OpenCV sees it."""
+        data = bytearray(cv2.imencode(".png", frame())[1].tobytes())
+        data[60] ^= 0xFF  # inside the deflate stream: CRC mismatch and an inflate error
+        probe = (
+            "import sys, types\n"
+            "from instrument_seg.imagemsg import ImageFormatError, compressed_to_rgb8\n"
+            "msg = types.SimpleNamespace(format='png', data=sys.stdin.buffer.read())\n"
+            "for _ in range(3):\n"
+            "    try:\n"
+            "        compressed_to_rgb8(msg)\n"
+            "    except ImageFormatError:\n"
+            "        pass\n"
+            "    else:\n"
+            "        raise SystemExit('decoded')\n"
+        )
+        proc = subprocess.run(
+            [sys.executable, "-c", probe], input=bytes(data), capture_output=True, timeout=60
+        )
+        assert proc.returncode == 0 and proc.stderr == b"", proc.stderr
