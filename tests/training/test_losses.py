@@ -318,7 +318,7 @@ class TestAGSDLoss:
         fg_t1, bg_t1 = pool_fg_bg(torch.sigmoid(b["z_t1"]), b["feats_t1"])
         l_fg, l_bg = semantic_diffusion(fg_t, bg_t, fg_t1, bg_t1, form="official")
         torch.testing.assert_close(total, anc + 0.5 * l_fg + 2.0 * l_bg)
-        assert set(parts) == {"anc_t", "anc_t1", "fg", "bg", "total", *HINGE_STATS}
+        assert set(parts) == {"anc_t", "anc_t1", "fg", "bg", "crf", "total", *HINGE_STATS}
         assert all(isinstance(v, float) for v in parts.values())
         assert parts["fg"] == pytest.approx(float(l_fg))
         assert parts["total"] == pytest.approx(float(total))
@@ -377,7 +377,8 @@ class TestAGSDLoss:
             stats=stats,
         )
         torch.testing.assert_close(total, anc_t + anc_t1 + 2.0 * l_bg)
-        ref_parts = {"anc_t": anc_t, "anc_t1": anc_t1, "fg": 0.0, "bg": l_bg, "total": total}
+        ref_parts = {"anc_t": anc_t, "anc_t1": anc_t1, "fg": 0.0, "bg": l_bg, "crf": 0.0}
+        ref_parts["total"] = total
         ref_parts.update(stats)
         assert parts == pytest.approx({k: float(v) for k, v in ref_parts.items()})
         diff = SemanticDiffusionLoss("official", weights=(0.5, 2.0))

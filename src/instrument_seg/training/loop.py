@@ -47,10 +47,10 @@ from instrument_seg.training.rounds import (
     save_anchors,
 )
 from instrument_seg.training.splits import split_sequences, subset
-from instrument_seg.training.trainset import TrainingSet, build_training_set, to_input
+from instrument_seg.training.trainset import TrainingSet, build_training_set
 
 # The loss terms, then what the diffusion hinges see (empty when diffusion is off).
-LOSS_FIELDS = ("total", "anc_t", "anc_t1", "fg", "bg")
+LOSS_FIELDS = ("total", "anc_t", "anc_t1", "fg", "bg", "crf")
 LOG_FIELDS = ("step", *LOSS_FIELDS, *HINGE_STATS, "seconds")
 
 
@@ -328,19 +328,21 @@ def _step(run: _Run, step: int) -> dict[str, float]:
         maps["valid"] = run.valid[both].to(device)
     if data.feats is not None:
         maps["feats"] = data.feats[both].to(device)
+    rgb = torch.from_numpy(np.ascontiguousarray(data.frames[both])).to(device)
+    rgb = rgb.permute(0, 3, 1, 2).float() / 255.0
     if run.augment.enabled:  # one draw per pair, shared by its two frames
         params = _pair_params(run, step, len(pick))
         params = params + params
-        rgb = torch.from_numpy(np.ascontiguousarray(data.frames[both])).to(device)
-        rgb = jitter(rgb.permute(0, 3, 1, 2).float() / 255.0, params)
-        mean, std = (torch.tensor(v, device=device).view(1, 3, 1, 1) for v in run.norm)
-        x = warp((rgb - mean) / std, params)
+        rgb = jitter(rgb, params)
+        maps["rgb"] = rgb  # the CRF term sees the frames the network sees
         maps = {
             k: warp(v, params, "nearest" if k == "valid" else "bilinear") for k, v in maps.items()
         }
+        rgb = maps["rgb"]
     else:
-        x = to_input(data.frames[both], device, *run.norm)
-    z = run.net(x)
+        maps["rgb"] = rgb
+    mean, std = (torch.tensor(v, device=device).view(1, 3, 1, 1) for v in run.norm)
+    z = run.net((rgb - mean) / std)
     n = len(pick)
     first, second = ({k: v[:n] for k, v in maps.items()}, {k: v[n:] for k, v in maps.items()})
     loss, parts = run.loss_fn(
@@ -354,6 +356,8 @@ def _step(run: _Run, step: int) -> dict[str, float]:
         second.get("feats"),
         first.get("valid"),
         second.get("valid"),
+        first["rgb"],
+        second["rgb"],
     )
     parts = run.ddp.mean_parts(parts)  # ddp: the global batch's losses, on every process
     if not np.isfinite(parts["total"]):

@@ -9,7 +9,9 @@ hyper-parameters and call them, so every value is computed along one path:
   foreground / background, :func:`semantic_diffusion` compares the pools of two frames;
   :func:`diffusion_terms` / :class:`SemanticDiffusionLoss` do both from logits.
 - Full loss (Eq. 5): :class:`AGSDLoss`, an ``AnchorLoss`` and a ``SemanticDiffusionLoss`` with
-  the Table-1 switches; ``AGSDLoss(**config["loss"])`` (keywords = config/train.yaml's keys).
+  the Table-1 switches, plus (beyond the paper) a weighted local gated-CRF term on the frames'
+  colours (:mod:`instrument_seg.training.crf_loss`); ``AGSDLoss(**config["loss"])`` (keywords =
+  config/train.yaml's keys).
 
 Official half form. The authors' code (Finspire13/AGSD-Surgical-Instrument-Segmentation,
 ``utils.py::get_diffusion_loss``, MIT) computes::
@@ -34,6 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from instrument_seg.errors import InputError
+from instrument_seg.training.crf_loss import CRFLoss
 from instrument_seg.training.pooling import (
     UPSAMPLINGS,
     cell_weights,
@@ -353,6 +356,11 @@ class SemanticDiffusionLoss(nn.Module):
         l2_normalize: bool = True,
         upsampling: str = "bilinear",
         border_cells: int = 0,
+        crf_weight: float = 0.0,
+        crf_sigma_rgb: float = 0.1,
+        crf_sigma_xy: float = 6.0,
+        crf_radius: int = 5,
+        crf_downsample: int = 2,
     ) -> None:
         """Builds the loss.
 
@@ -437,7 +445,9 @@ class SemanticDiffusionLoss(nn.Module):
 
 
 class AGSDLoss(nn.Module):
-    """Full loss (Eq. 5) of a pair of frames: ``L_anc(t) + L_anc(t+1) + w_fg L_fg + w_bg L_bg``.
+    """Full loss (Eq. 5) of a pair of frames: ``L_anc(t) + L_anc(t+1) + w_fg L_fg + w_bg L_bg``,
+    plus ``w_crf (L_crf(t) + L_crf(t+1))`` when ``crf_weight > 0`` (:class:`CRFLoss`, which then
+    needs the frames' colours).
 
     Built from an :class:`AnchorLoss` (:attr:`anchor`) and a :class:`SemanticDiffusionLoss`
     (:attr:`diffusion`). Table-1 ablation: ``use_fg=use_bg=False`` (L_anc), ``use_bg=False``
@@ -460,6 +470,11 @@ class AGSDLoss(nn.Module):
         use_bg: bool = True,
         upsampling: str = "bilinear",
         border_cells: int = 0,
+        crf_weight: float = 0.0,
+        crf_sigma_rgb: float = 0.1,
+        crf_sigma_xy: float = 6.0,
+        crf_radius: int = 5,
+        crf_downsample: int = 2,
     ) -> None:
         """Builds the loss.
 
@@ -476,8 +491,17 @@ class AGSDLoss(nn.Module):
             use_bg: Include ``L_bg`` (Table-1 ablation switch).
             upsampling: Feature upsampling of the pooling (see :func:`pool_fg_bg`).
             border_cells: outermost rings of feature cells left out of the diffusion pools.
+            crf_weight: weight of the local gated-CRF term (0: off).
+            crf_sigma_rgb: its colour bandwidth (RGB in [0, 1]).
+            crf_sigma_xy: its spatial bandwidth (pixels of the working size).
+            crf_radius: its window half side (pixels of the reduced maps).
+            crf_downsample: its average-pooling factor.
         """
         super().__init__()
+        if not float(crf_weight) >= 0.0:
+            raise InputError(f"loss.crf_weight must be 0 (off) or more, got {crf_weight}")
+        self.crf_weight = float(crf_weight)
+        self.crf = CRFLoss(crf_sigma_rgb, crf_sigma_xy, crf_radius, crf_downsample)
         self.anchor = AnchorLoss(anchor_form, w_pos, w_neg)
         self.diffusion = SemanticDiffusionLoss(
             diffusion_form,
@@ -496,6 +520,11 @@ class AGSDLoss(nn.Module):
         """Whether ``forward`` needs ``feats_t`` / ``feats_t1``."""
         return self.use_fg or self.use_bg
 
+    @property
+    def needs_rgb(self) -> bool:
+        """Whether ``forward`` needs ``rgb_t`` / ``rgb_t1`` (the CRF term is on)."""
+        return self.crf_weight > 0.0
+
     def forward(
         self,
         z_t: torch.Tensor,
@@ -508,6 +537,8 @@ class AGSDLoss(nn.Module):
         feats_t1: torch.Tensor | None = None,
         valid_t: torch.Tensor | None = None,
         valid_t1: torch.Tensor | None = None,
+        rgb_t: torch.Tensor | None = None,
+        rgb_t1: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, dict[str, float]]:
         """Computes Eq. 5.
 
@@ -523,14 +554,18 @@ class AGSDLoss(nn.Module):
             valid_t: optional (B, 1, H, W) field of view of frame t: the diffusion pools
                 stay inside it (the anchors are already 0 outside it).
             valid_t1: the same for frame t+1.
+            rgb_t: (B, 3, H, W) colours of frame t in [0, 1] (needed if the CRF term is on).
+            rgb_t1: the same for frame t+1.
 
         Returns:
-            ``(total, parts)``: the scalar loss and ``{"anc_t", "anc_t1", "fg", "bg", "total"}``
-            as floats for logging (``fg``/``bg`` unweighted, 0.0 when switched off), plus
-            the hinge diagnostics of :data:`HINGE_STATS` when a diffusion term is on.
+            ``(total, parts)``: the scalar loss and ``{"anc_t", "anc_t1", "fg", "bg", "crf",
+            "total"}`` as floats for logging (``fg``/``bg``/``crf`` unweighted, 0.0 when
+            switched off), plus the hinge diagnostics of :data:`HINGE_STATS` when a diffusion
+            term is on.
 
         Raises:
-            InputError: Shapes that differ, or features missing while a diffusion term is on.
+            InputError: Shapes that differ, or features (colours) missing while a diffusion
+                (the CRF) term is on.
         """
         check_same("z_t", z_t, z_t1=z_t1, a_pos_t=a_pos_t, a_neg_t=a_neg_t)
         check_same("z_t", z_t, a_pos_t1=a_pos_t1, a_neg_t1=a_neg_t1)
@@ -553,5 +588,12 @@ class AGSDLoss(nn.Module):
             total = total + self.diffusion.w_bg * l_bg
         parts["fg"] = float(l_fg.detach()) if self.use_fg else 0.0
         parts["bg"] = float(l_bg.detach()) if self.use_bg else 0.0
+        parts["crf"] = 0.0
+        if self.needs_rgb:
+            if rgb_t is None or rgb_t1 is None:
+                raise InputError("rgb_t and rgb_t1 are required when the CRF term is on.")
+            l_crf = self.crf(z_t, rgb_t, valid_t) + self.crf(z_t1, rgb_t1, valid_t1)
+            total = total + self.crf_weight * l_crf
+            parts["crf"] = float(l_crf.detach())
         parts["total"] = float(total.detach())
         return total, parts
