@@ -66,6 +66,17 @@ def safe_text(value: Any, limit: int = SAFE_TEXT_LIMIT) -> str:
     return f"{quoted[:-1]}...{quoted[-1]} ({len(text)} characters)" if cut else quoted
 
 
+def safe_name(value: Any, limit: int = 120) -> str:
+    """A name from an untrusted source (a bag's topic, type or sequence name) as it is when it
+    is printable ASCII without spaces and at most ``limit`` characters (``/camera/image``
+    stays ``/camera/image``), else quoted and escaped by :func:`safe_text`.
+    """
+    text = value if isinstance(value, str) else str(value)
+    if text and len(text) <= limit and all("!" <= c <= "~" for c in text):
+        return text
+    return safe_text(text, limit)
+
+
 class ImageFormatError(InputError):
     """An image message that cannot be read as an image.
 

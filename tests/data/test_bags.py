@@ -295,6 +295,68 @@ class TestDecoding:
             decode_frame(short, IMAGE, "t")
 
 
+FORGED = "rgb8\n[FATAL] [1.0] [segmentation_node]: x\x1b[31m"
+COMPRESSED = "sensor_msgs/msg/CompressedImage"
+
+
+def assert_not_forged(text: str) -> None:
+    """No line of ``text`` starts with the forged ``[FATAL]`` and no raw ANSI escape is left."""
+    assert "\x1b" not in text, text
+    assert not any(line.startswith("[FATAL]") for line in text.splitlines()), text
+
+
+class TestForgedStrings:
+    """Encodings and formats come from the bag: printed escaped, on one line."""
+
+    def test_forged_encoding_in_a_frame(self, tmp_path):
+        frames = [image_msg(np.zeros((8, 8, 3), np.uint8), "rgb8", 10 + k) for k in range(2)]
+        frames[1].encoding = FORGED
+        bag = write_raw_bag(tmp_path / "forged", {DEFAULT_IMAGE_TOPIC: frames})
+        for args in (("bag", "--extract", bag, "--out", tmp_path / "ex"), ("cues", "--data", bag)):
+            proc = cli(*args, check=False)
+            error = assert_one_sentence_error(proc, "has encoding 'rgb8\\n[FATAL]", "\\x1b[31m")
+            assert_not_forged(proc.stderr)
+            assert error.endswith("(supported: rgb8, bgr8, rgba8, bgra8, mono8, mono16)")
+        assert not (tmp_path / "ex").exists()
+
+    def test_forged_encoding_decoded(self):
+        msg = image_msg(np.zeros((4, 4), np.uint8), "mono8", 1)
+        msg.encoding = FORGED
+        for decode in (decode_frame, decode_mask):
+            with pytest.raises(InputError) as info:
+                decode(msg, IMAGE, "frame at stamp 1")
+            assert "\n" not in str(info.value) and "\\n[FATAL]" in str(info.value)
+            assert_not_forged(str(info.value))
+
+    def test_forged_format_of_a_compressed_frame(self, tmp_path):
+        types = STORE.types
+        header = types["std_msgs/msg/Header"](
+            stamp=types["builtin_interfaces/msg/Time"](sec=10, nanosec=0), frame_id="cam"
+        )
+        data = cv2.imencode(".jpg", np.zeros((8, 8, 3), np.uint8))[1].reshape(-1)[:-40]
+        msg = types[COMPRESSED](header=header, format=FORGED, data=data)
+        with pytest.raises(InputError) as info:
+            decode_frame(msg, COMPRESSED, "frame at stamp 10")
+        assert "truncated" in str(info.value) and "\\n[FATAL]" in str(info.value)
+        assert_not_forged(str(info.value))
+        bag = tmp_path / "forged_jpeg"
+        with Writer(bag, version=9, storage_plugin=StoragePlugin.MCAP) as writer:
+            conn = writer.add_connection(DEFAULT_IMAGE_TOPIC, COMPRESSED, typestore=STORE)
+            writer.write(conn, 10_000_000_000, STORE.serialize_cdr(msg, COMPRESSED))
+        proc = cli("bag", "--extract", bag, "--out", tmp_path / "ex", check=False)
+        assert_one_sentence_error(proc, "cannot be decoded", "truncated")
+        assert_not_forged(proc.stderr)
+        assert not (tmp_path / "ex").exists()
+
+    def test_forged_topic_name(self, tmp_path):
+        frame = image_msg(np.zeros((8, 8, 3), np.uint8), "rgb8", 10)
+        bag = write_raw_bag(tmp_path / "t", {"/a\n[FATAL] x\x1b[31m": [frame], "/b": [frame]})
+        with pytest.raises(InputError) as info:
+            open_bag(bag)
+        assert "'/a\\n[FATAL] x\\x1b[31m'" in str(info.value) and " /b " in str(info.value)
+        assert_not_forged(str(info.value))
+
+
 class TestBadInput:
     """One sentence, exit 2, nothing written."""
 

@@ -1,3 +1,6 @@
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import cv2
@@ -70,6 +73,14 @@ class TestGeneric:
         with pytest.raises(InputError, match=r"f001\.png is 10x10 but its image is 48x64"):
             load_dataset(generic_tree).sequences[0].mask(1)
 
+    def test_mask_size_mismatch_refused_when_loading(self, generic_tree):
+        """``train`` never reads a mask: a wrong-size one is refused when the set is loaded,
+        from the files' headers."""
+        bad = generic_tree / "seq_b" / "masks" / "f001.png"
+        cv2.imwrite(str(bad), np.zeros((48, 63), np.uint8))
+        with pytest.raises(InputError, match=r"mask .*seq_b/masks/f001\.png is 48x63 but its"):
+            load_dataset(generic_tree)
+
     def test_missing_mask_names_the_image(self, generic_tree):
         (generic_tree / "seq_a" / "masks" / "f002.png").unlink()
         with pytest.raises(InputError, match="no mask for image f002.png"):
@@ -80,6 +91,38 @@ class TestGeneric:
         bad.write_bytes(b"not a png")
         with pytest.raises(InputError, match=r"cannot read image .*f000\.png"):
             load_dataset(generic_tree).sequences[0].image(0)
+
+    @pytest.mark.parametrize(
+        ("name", "cut", "words"),
+        [
+            ("f001.jpg", lambda d: d[: len(d) * 2 // 3], "truncated"),
+            ("f001.jpg", lambda d: d[:-2], "no end-of-image marker"),
+            ("f001.png", lambda d: d[:-20], "truncated"),
+            ("f001.png", lambda d: d[:50] + bytes([d[50] ^ 0x55]) + d[51:], "CRC"),
+        ],
+        ids=["jpeg-cut", "jpeg-no-eoi", "png-cut", "png-corrupt"],
+    )
+    def test_truncated_or_corrupt_frame_named_and_silent(
+        self, generic_tree, capfd, name, cut, words
+    ):
+        """OpenCV returns a truncated JPEG half grey (with a libjpeg line on stderr) and libpng
+        prints its own line for a corrupt PNG: both are refused, with nothing on stderr."""
+        images = generic_tree / "seq_a" / "images"
+        rgb = np.random.default_rng(0).integers(0, 256, (48, 64, 3), dtype=np.uint8)
+        (images / "f001.png").unlink()
+        ok, buf = cv2.imencode(name[-4:], rgb)
+        (images / name).write_bytes(cut(buf.tobytes()))
+        seq = load_dataset(generic_tree / "seq_a").sequences[0]
+        with pytest.raises(InputError, match=rf"cannot read image .*{name}: .*{words}"):
+            seq.image(1)
+        assert capfd.readouterr().err == ""
+
+    def test_complete_jpeg_frame_reads(self, generic_tree):
+        images = generic_tree / "seq_a" / "images"
+        (images / "f001.png").unlink()
+        cv2.imwrite(str(images / "f001.jpg"), np.full((48, 64, 3), 77, np.uint8))
+        frame = load_dataset(generic_tree / "seq_a").sequences[0].image(1)
+        assert frame.shape == (48, 64, 3) and abs(int(frame.mean()) - 77) <= 1
 
 
 class TestEndoVis:
@@ -99,6 +142,15 @@ class TestEndoVis:
     def test_dataset_folder_itself(self, endovis_tree):
         ds = load_dataset(endovis_tree / "instrument_dataset_1")
         assert len(ds.sequences) == 1
+
+    def test_label_size_mismatch_refused_when_loading(self, endovis_tree):
+        gt = endovis_tree / "instrument_dataset_1" / "ground_truth"
+        cv2.imwrite(str(gt / "Other_labels" / "frame001.png"), np.zeros((1024, 1280), np.uint8))
+        load_dataset(endovis_tree)  # "Other" is not instrument: not read, not checked
+        bad = gt / "Right_Large_Needle_Driver_labels" / "frame001.png"
+        cv2.imwrite(str(bad), np.zeros((1024, 1280), np.uint8))
+        with pytest.raises(InputError, match=r"Needle_Driver_labels/frame001\.png is 1024x1280"):
+            load_dataset(endovis_tree)
 
     def test_missing_label_names_folder_and_frame(self, endovis_tree):
         gt = endovis_tree / "instrument_dataset_1" / "ground_truth"
@@ -120,11 +172,36 @@ class TestVideo:
             assert ds.sequences[0].image(3).shape == (48, 64, 3)
             assert not ds.has_masks
 
-    def test_corrupt_video(self, tmp_path: Path):
+    @pytest.mark.parametrize("data", [b"\x00" * 100, b"garbage " * 600], ids=["zeros", "text"])
+    def test_corrupt_video(self, tmp_path: Path, data: bytes):
         path = tmp_path / "broken.mp4"
-        path.write_bytes(b"\x00" * 100)
+        path.write_bytes(data)
         with pytest.raises(InputError, match="cannot decode video"):
             load_dataset(path)
+
+    def test_garbage_video_prints_nothing_of_ffmpeg(self, tmp_path: Path):
+        """FFmpeg's "moov atom not found" line is not printed before the one sentence (a fresh
+        interpreter: FFmpeg's log level is set when OpenCV first opens a video)."""
+        path = tmp_path / "garbage.mp4"
+        path.write_bytes(b"garbage " * 600)
+        probe = (
+            "import sys\n"
+            "from instrument_seg.data import load_dataset\n"
+            "from instrument_seg.errors import InputError\n"
+            "try:\n"
+            "    load_dataset(sys.argv[1])\n"
+            "except InputError as exc:\n"
+            "    print(exc)\n"
+        )
+        env = {k: v for k, v in os.environ.items() if k != "OPENCV_FFMPEG_LOGLEVEL"}
+        proc = subprocess.run(
+            [sys.executable, "-c", probe, str(path)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=env,
+        )
+        assert "cannot decode video" in proc.stdout and proc.stderr == "", proc.stderr
 
 
 class TestBadPaths:

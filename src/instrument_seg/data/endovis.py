@@ -11,7 +11,13 @@ from pathlib import Path
 import numpy as np
 
 from instrument_seg.data.base import Sequence
-from instrument_seg.data.imageio import check_same_size, list_images, read_binary, read_rgb
+from instrument_seg.data.imageio import (
+    check_mask_headers,
+    check_same_size,
+    list_images,
+    read_binary,
+    read_rgb,
+)
 from instrument_seg.errors import InputError
 
 RAW_SHAPE = (1080, 1920)
@@ -54,6 +60,7 @@ class EndoVisSequence(Sequence):
             missing = [p.name for p in self.images if not (folder / p.name).is_file()]
             if missing:
                 raise InputError(f"label folder {folder} has no label for frame {missing[0]}")
+            check_mask_headers([(p, folder / p.name) for p in self.images])
 
     def __len__(self) -> int:
         return len(self.images)

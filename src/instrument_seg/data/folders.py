@@ -16,7 +16,13 @@ import cv2
 import numpy as np
 
 from instrument_seg.data.base import Sequence
-from instrument_seg.data.imageio import check_same_size, list_images, read_binary, read_rgb
+from instrument_seg.data.imageio import (
+    check_mask_headers,
+    check_same_size,
+    list_images,
+    read_binary,
+    read_rgb,
+)
 from instrument_seg.errors import InputError
 from instrument_seg.fileio import atomic_directory
 
@@ -38,6 +44,7 @@ class FolderSequence(Sequence):
             if missing:
                 raise InputError(f"{mask_dir} has no mask for image {missing[0]}")
             self.masks = [by_stem[p.stem] for p in self.images]
+            check_mask_headers(list(zip(self.images, self.masks, strict=True)))
 
     def __len__(self) -> int:
         return len(self.images)

@@ -1,7 +1,14 @@
-"""A video file (``.mp4``, ``.avi``, ...) as a sequence without ground truth."""
+"""A video file (``.mp4``, ``.avi``, ...) as a sequence without ground truth.
+
+OpenCV's FFmpeg backend prints FFmpeg's own errors on stderr (``moov atom not found`` for a
+garbage ``.mp4``, decoder complaints for a damaged stream) before we can say anything; its log
+level is set to quiet here (``OPENCV_FFMPEG_LOGLEVEL``, read when OpenCV first opens a video,
+unless the user set it), so a bad video gives one sentence naming the file and nothing else.
+"""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import cv2
@@ -11,6 +18,7 @@ from instrument_seg.data.base import Sequence
 from instrument_seg.errors import InputError
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".m4v")
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET
 
 
 def is_video(path: Path) -> bool:

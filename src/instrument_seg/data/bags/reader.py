@@ -31,6 +31,12 @@ from instrument_seg.data.bags.format import (
 )
 from instrument_seg.data.base import Dataset, Sequence
 from instrument_seg.errors import InputError
+from instrument_seg.imagemsg import safe_name, safe_text
+
+
+def _error_text(exc: Exception) -> str:
+    """An exception from reading a bag, its text escaped (it may quote the bag's bytes)."""
+    return f"{type(exc).__name__}: {safe_text(str(exc), 200)}"
 
 
 def is_bag(path: Path) -> bool:
@@ -66,7 +72,7 @@ def _open_reader(path: Path):
         reader = Reader(path)
         reader.open()
     except Exception as exc:  # rosbags raises ReaderError, FileNotFoundError, KeyError...
-        raise InputError(f"cannot read bag {path} ({type(exc).__name__}: {exc})") from exc
+        raise InputError(f"cannot read bag {path} ({_error_text(exc)})") from exc
     return reader
 
 
@@ -105,7 +111,9 @@ def describe_topics(topics: list[TopicInfo]) -> str:
     """``/a (sensor_msgs/msg/Image, 24 messages), /b (...)`` or ``no topics``."""
     if not topics:
         return "no topics"
-    return ", ".join(f"{t.name} ({t.msgtype}, {t.count} messages)" for t in topics)
+    return ", ".join(
+        f"{safe_name(t.name)} ({safe_name(t.msgtype)}, {t.count} messages)" for t in topics
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -156,7 +164,8 @@ class _Cursor:
         if item is None or item[1] != record.log_time:
             self._stream = None
             raise InputError(
-                f"bag {self.path} changed while reading message {k} of topic {self.topic}"
+                f"bag {self.path} changed while reading message {k} of topic "
+                f"{safe_name(self.topic)}"
             )
         self._next = k + 1
         return item[2]
@@ -209,7 +218,7 @@ class BagIndex:
 
     def _topic_error(self, topic: str, role: str) -> InputError:
         return InputError(
-            f"{role} topic {topic} is not in bag {self.path}; it holds "
+            f"{role} topic {safe_name(topic)} is not in bag {self.path}; it holds "
             f"{describe_topics(self.topics)}"
         )
 
@@ -240,13 +249,15 @@ class BagIndex:
                 raise self._topic_error(topic, role)
             if by_name[topic].msgtype not in IMAGE_TYPES:
                 raise InputError(
-                    f"{role} topic {topic} in bag {self.path} carries {by_name[topic].msgtype}, "
-                    f"not {' or '.join(IMAGE_TYPES)}"
+                    f"{role} topic {safe_name(topic)} in bag {self.path} carries "
+                    f"{safe_name(by_name[topic].msgtype)}, not {' or '.join(IMAGE_TYPES)}"
                 )
             if by_name[topic].count == 0:
-                raise InputError(f"{role} topic {topic} in bag {self.path} holds no messages")
+                raise InputError(
+                    f"{role} topic {safe_name(topic)} in bag {self.path} holds no messages"
+                )
         if gt_topic == image_topic:
-            raise InputError(f"image and ground-truth topic are both {image_topic}")
+            raise InputError(f"image and ground-truth topic are both {safe_name(image_topic)}")
         return image_topic, gt_topic
 
     def _scan(self, reader) -> tuple[list[_Record], list[_Record]]:
@@ -278,15 +289,16 @@ class BagIndex:
                     frames = conn.topic == self.image_topic
                     encodings = FRAME_ENCODINGS if frames else MASK_ENCODINGS
                     if msg.encoding not in encodings:
+                        stamp = stamp_text(out[conn.topic][-1].stamp)
                         raise InputError(
-                            f"topic {conn.topic} in bag {self.path} has encoding "
-                            f"'{msg.encoding}' at stamp {stamp_text(out[conn.topic][-1].stamp)} "
+                            f"topic {safe_name(conn.topic)} in bag {self.path} has encoding "
+                            f"{safe_text(msg.encoding)} at stamp {stamp} "
                             f"(supported: {', '.join(encodings)})"
                         )
         except InputError:
             raise
         except Exception as exc:  # truncated storage, undecodable message
-            raise InputError(f"cannot read bag {self.path} ({type(exc).__name__}: {exc})") from exc
+            raise InputError(f"cannot read bag {self.path} ({_error_text(exc)})") from exc
         return out[self.image_topic], out.get(self.gt_topic, [])
 
     def _check(self) -> None:
@@ -297,7 +309,7 @@ class BagIndex:
             stamp, n = counts.most_common(1)[0]
             if n > 1:
                 raise InputError(
-                    f"topic {topic} in bag {self.path} has {n} messages with stamp "
+                    f"topic {safe_name(topic)} in bag {self.path} has {n} messages with stamp "
                     f"{stamp_text(stamp)}; frames are paired with ground truth by stamp"
                 )
 
@@ -308,15 +320,16 @@ class BagIndex:
             k = by_stamp.get(frame.stamp)
             if k is None:
                 raise InputError(
-                    f"frame at stamp {stamp_text(frame.stamp)} on {self.image_topic} has no "
-                    f"ground truth on {self.gt_topic} in bag {self.path}"
+                    f"frame at stamp {stamp_text(frame.stamp)} on {safe_name(self.image_topic)} "
+                    f"has no ground truth on {safe_name(self.gt_topic)} in bag {self.path}"
                 )
             a = _size(frame, self.image_type)
             b = _size(self.truths[k], self.gt_type)
             if a is not None and b is not None and a != b:
                 raise InputError(
-                    f"ground truth at stamp {stamp_text(frame.stamp)} on {self.gt_topic} is "
-                    f"{b[1]}x{b[0]} but its frame on {self.image_topic} is {a[1]}x{a[0]} "
+                    f"ground truth at stamp {stamp_text(frame.stamp)} on "
+                    f"{safe_name(self.gt_topic)} is {b[1]}x{b[0]} but its frame on "
+                    f"{safe_name(self.image_topic)} is {a[1]}x{a[0]} "
                     f"(bag {self.path})"
                 )
             pairs.append(k)
@@ -332,7 +345,9 @@ class BagIndex:
         return self._gt_of is not None
 
     def where(self, k: int) -> str:
-        return f"frame at stamp {stamp_text(self.frames[k].stamp)} on {self.image_topic}"
+        return (
+            f"frame at stamp {stamp_text(self.frames[k].stamp)} on {safe_name(self.image_topic)}"
+        )
 
     def image(self, k: int) -> np.ndarray:
         """Frame ``k`` (recording order) as uint8 RGB (H, W, 3)."""
@@ -345,7 +360,10 @@ class BagIndex:
         if self._gt_of is None or self._gt_cursor is None:
             return None
         j = self._gt_of[k]
-        where = f"ground truth at stamp {stamp_text(self.truths[j].stamp)} on {self.gt_topic}"
+        where = (
+            f"ground truth at stamp {stamp_text(self.truths[j].stamp)} on "
+            f"{safe_name(self.gt_topic)}"
+        )
         msg = self._store.deserialize_cdr(self._gt_cursor.raw(j), self.gt_type)
         mask = decode_mask(msg, self.gt_type, f"{where} in bag {self.path}")
         if self.gt_type == COMPRESSED_TYPE or self.image_type == COMPRESSED_TYPE:
@@ -354,7 +372,8 @@ class BagIndex:
             if mask.shape != frame.shape[:2]:
                 raise InputError(
                     f"{where} is {mask.shape[1]}x{mask.shape[0]} but its frame on "
-                    f"{self.image_topic} is {frame.shape[1]}x{frame.shape[0]} (bag {self.path})"
+                    f"{safe_name(self.image_topic)} is {frame.shape[1]}x{frame.shape[0]} "
+                    f"(bag {self.path})"
                 )
         return mask
 
@@ -374,19 +393,20 @@ class BagIndex:
             plan = [(str(s["name"]), [str(f) for f in s["frames"]]) for s in json.loads(text)]
         except (ValueError, TypeError, KeyError) as exc:
             raise InputError(
-                f"bag {self.path} has unreadable {META_PREFIX}sequences metadata ({exc})"
+                f"bag {self.path} has unreadable {META_PREFIX}sequences metadata "
+                f"({safe_text(str(exc), 200)})"
             ) from exc
         for name in [n for seq, frames in plan for n in (seq, *frames)]:
             if not name or name in (".", "..") or "/" in name or "\\" in name:
                 raise InputError(
-                    f"bag {self.path}'s metadata names a sequence or frame '{name}', which is "
-                    "not a file name"
+                    f"bag {self.path}'s metadata names a sequence or frame {safe_text(name)}, "
+                    "which is not a file name"
                 )
         listed = sum(len(frames) for _, frames in plan)
         if listed != len(self):
             raise InputError(
                 f"bag {self.path}'s metadata lists {listed} frames but topic "
-                f"{self.image_topic} holds {len(self)} (was the bag cut or filtered?)"
+                f"{safe_name(self.image_topic)} holds {len(self)} (was the bag cut or filtered?)"
             )
         return plan
 
@@ -412,7 +432,9 @@ class BagSequence(Sequence):
 
     def _k(self, index: int) -> int:
         if not 0 <= index < len(self.names):
-            raise IndexError(f"frame {index} of sequence '{self.name}' ({len(self)} frames)")
+            raise IndexError(
+                f"frame {index} of sequence {safe_text(self.name)} ({len(self)} frames)"
+            )
         return self.first + index
 
     def image(self, index: int) -> np.ndarray:
