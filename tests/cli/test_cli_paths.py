@@ -87,6 +87,18 @@ CASES = {
         ["train", "--data", "{data}", "--out", "{full}"],
         ["run directory {full} is not empty", "--resume"],
     ),
+    "train --resume EMPTY": (
+        ["train", "--data", "{data}", "--out", "{dir}", "--resume"],
+        ["cannot resume run directory {dir}", "no checkpoint.pt", "drop --resume"],
+    ),
+    "train --resume MISSING": (
+        ["train", "--data", "{data}", "--out", "{missing}", "--resume"],
+        ["cannot resume run directory {missing}", "does not exist"],
+    ),
+    "train --resume NO-CHECKPOINT": (
+        ["train", "--data", "{data}", "--out", "{full}", "--resume"],
+        ["cannot resume run directory {full}", "no checkpoint.pt"],
+    ),
     "train --data MISSING": (
         ["train", "--data", "{missing}", "--out", "{root}/run"],
         ["data path {missing} does not exist"],

@@ -130,6 +130,43 @@ class TestBadInput:
         one_error(proc, "threshold '7'")
         assert not (tmp_path / "p").exists()
 
+    @pytest.mark.parametrize("existing", [False, True], ids=["new-out", "existing-out"])
+    def test_corrupt_frame_halfway_leaves_nothing(self, exported, data, tmp_path, existing):
+        """Was: exit 2, but the frames before the bad one were left in --out."""
+        import shutil
+
+        copy = Path(shutil.copytree(data, tmp_path / "data"))
+        bad = copy / "seq_01" / "images" / "frame_0001.png"
+        png = bytearray(bad.read_bytes())
+        png[-30] ^= 0xFF  # a CRC error near the end of the last chunk before IEND
+        bad.write_bytes(bytes(png))
+        out = tmp_path / "pred"
+        if existing:
+            (out / "seq_00" / "masks").mkdir(parents=True)
+            (out / "seq_00" / "masks" / "frame_0000.png").write_bytes(b"old")
+        before = sorted(str(p) for p in tmp_path.rglob("*"))
+        proc = cli("predict", "--model", exported, "--data", copy, "--out", out, check=False)
+        one_error(proc, "cannot read image", str(bad), "CRC")
+        assert proc.stderr.count("libpng") == 0
+        assert sorted(str(p) for p in tmp_path.rglob("*")) == before
+
+    def test_truncated_jpeg_frame_refused(self, exported, data, tmp_path):
+        import shutil
+
+        copy = Path(shutil.copytree(data, tmp_path / "data"))
+        frame = copy / "seq_00" / "images" / "frame_0002.png"
+        jpeg = cv2.imencode(".jpg", cv2.imread(str(frame)))[1].tobytes()
+        frame.unlink()
+        (frame.with_suffix(".jpg")).write_bytes(jpeg[: len(jpeg) // 2])
+        for args in (
+            ("predict", "--model", exported, "--out", tmp_path / "pred"),
+            ("bag", "--out", tmp_path / "bag"),
+        ):
+            proc = cli(*args, "--data", copy, check=False)
+            one_error(proc, "frame_0002.jpg", "truncated")
+            assert "Premature end" not in proc.stderr
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]
+
     def test_corrupt_onnx(self, data, tmp_path):
         (tmp_path / "m.onnx").write_bytes(b"nonsense")
         proc = cli("evaluate", "--model", tmp_path / "m.onnx", "--data", data, check=False)

@@ -7,10 +7,16 @@ validates every path of the command line (see :mod:`instrument_seg.cli.paths`).
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from instrument_seg.cli.common import progress_bar
-from instrument_seg.cli.paths import input_path, output_dir, output_file
+from instrument_seg.cli.paths import input_path, nearest_existing, output_dir, output_file
 from instrument_seg.errors import InputError
 from instrument_seg.fileio import write_json
 
@@ -116,16 +122,41 @@ def check_predict(args: argparse.Namespace) -> None:
     output_dir(args.out, "output directory")
 
 
+@contextlib.contextmanager
+def staged_output(out: Path) -> Iterator[Path]:
+    """A hidden temporary folder to write ``out``'s files into, moved into ``out`` on success.
+
+    The folder is made inside ``out`` when it exists, else inside its nearest existing
+    ancestor (the same file system, so files move by renaming); ``out`` and its missing parents
+    are created only at the end. On an exception the temporary folder is removed and ``out``
+    is left as it was: a bad frame found halfway leaves nothing behind.
+    """
+    base = nearest_existing(out)
+    stage = Path(tempfile.mkdtemp(prefix=".predict-", dir=base))
+    try:
+        yield stage
+        for file in sorted(p for p in stage.rglob("*") if not p.is_dir()):
+            target = out / file.relative_to(stage)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(file, target)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+
+
 def cmd_predict(args: argparse.Namespace) -> str:
-    """Masks, probabilities and overlays of every frame; returns the summary line."""
+    """Masks, probabilities and overlays of every frame; returns the summary line.
+
+    The files are written into a hidden temporary folder and moved into ``--out`` once every
+    frame is done (:func:`staged_output`), so a bad frame leaves nothing behind.
+    """
     from instrument_seg.data import load_dataset
     from instrument_seg.evaluation.predictions import write_predictions
 
     with _segmenter(args) as segmenter:
         dataset = load_dataset(args.data)
-        with progress_bar(len(dataset), "predict") as bar:
+        with progress_bar(len(dataset), "predict") as bar, staged_output(args.out) as stage:
             count = write_predictions(
-                segmenter, dataset, args.out, segmenter.threshold, progress=bar.update
+                segmenter, dataset, stage, segmenter.threshold, progress=bar.update
             )
     return (
         f"predict: {count} frame(s) -> masks, probabilities (16-bit) and overlays in {args.out} "

@@ -9,7 +9,13 @@ from __future__ import annotations
 import argparse
 
 from instrument_seg.cli.common import progress_bar
-from instrument_seg.cli.paths import input_files, input_path, output_dir, output_file
+from instrument_seg.cli.paths import (
+    input_files,
+    input_path,
+    output_dir,
+    output_file,
+    resumable_run,
+)
 from instrument_seg.fileio import write_json
 
 # --- cues ------------------------------------------------------------------------------------
@@ -60,7 +66,7 @@ def cmd_cues(args: argparse.Namespace) -> str:
 
 def check_train(args: argparse.Namespace) -> None:
     """``--config`` and ``--data`` exist; ``--out`` is a writable folder, empty unless
-    ``--resume``."""
+    ``--resume``, which needs a run directory holding its checkpoint."""
     input_files(args.config, "config file")
     input_path(args.data, "data path")
     output_dir(
@@ -69,6 +75,8 @@ def check_train(args: argparse.Namespace) -> None:
         empty=not args.resume,
         not_empty_hint="pass --resume to continue it",
     )
+    if args.resume:
+        resumable_run(args.out)
 
 
 def cmd_train(args: argparse.Namespace) -> str:

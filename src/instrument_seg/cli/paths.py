@@ -135,3 +135,26 @@ def output_dir(
         raise InputError(f"cannot create {what} {path}: {ancestor} is not a directory")
     if not _writable(ancestor):
         raise InputError(f"cannot create {what} {path}: directory {ancestor} is not writable")
+
+
+def resumable_run(path: Path) -> None:
+    """``train --resume``: ``path`` must be a run directory holding its checkpoint (else there
+    is nothing to resume, and training from scratch would be a surprise).
+
+    Raises:
+        InputError: the folder is missing, or has no ``checkpoint.pt``.
+    """
+    from instrument_seg.model.contract import CHECKPOINT
+
+    path = Path(path)
+    if not path.is_dir():
+        raise InputError(
+            f"cannot resume run directory {path}: it does not exist (drop --resume to start a "
+            "new run)"
+        )
+    if not (path / CHECKPOINT).is_file():
+        state = "it is empty" if not any(path.iterdir()) else "nothing to resume"
+        raise InputError(
+            f"cannot resume run directory {path}: it has no {CHECKPOINT} ({state}; drop "
+            "--resume to start a new run)"
+        )
