@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -151,5 +152,22 @@ class TestBadInput:
         result = export(copy, tmp_path / "m.onnx")
         meta = {p.key: p.value for p in onnx.load(str(result.onnx)).metadata_props}
         contract = ModelContract.from_metadata(meta, result.onnx)
-        assert contract.checkpoint == str((copy / "checkpoint.pt").resolve())
+        assert contract.checkpoint == "checkpoint.pt"
         assert contract.checkpoint_sha256 == sha256_file(run / "checkpoint.pt")
+
+    def test_no_path_of_the_exporting_machine_in_the_metadata(self, run, tmp_path):
+        """Only the checkpoint's file name and SHA-256 identify it: no folder of this machine."""
+        copy = Path(shutil.copytree(run, tmp_path / "hospital_x_run"))
+        result = export(copy, tmp_path / "m.onnx")
+        meta = {p.key: p.value for p in onnx.load(str(result.onnx)).metadata_props}
+        assert json.loads(meta["checkpoint"]) == "checkpoint.pt"
+        assert json.loads(meta["checkpoint_sha256"]) == sha256_file(copy / "checkpoint.pt")
+        for value in meta.values():
+            assert "hospital_x_run" not in value and str(tmp_path) not in value
+
+    def test_older_metadata_with_an_absolute_path_still_reads(self, run, tmp_path):
+        result = export(run, tmp_path / "m.onnx")
+        meta = {p.key: p.value for p in onnx.load(str(result.onnx)).metadata_props}
+        meta["checkpoint"] = json.dumps("/old/machine/run/checkpoint.pt")
+        contract = ModelContract.from_metadata(meta, result.onnx)
+        assert contract.checkpoint == "/old/machine/run/checkpoint.pt"

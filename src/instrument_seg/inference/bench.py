@@ -22,14 +22,18 @@ from instrument_seg.inference.segmenter import Segmenter
 
 
 def find_checkpoint(segmenter: Segmenter) -> Path | None:
-    """The checkpoint an exported model came from, if it is still where its metadata says, or
-    next to the model, with the SHA-256 the metadata records."""
+    """The checkpoint an exported model came from: next to the model under the name its
+    metadata records (or ``checkpoint.pt``), or where an older export's absolute path says,
+    with the SHA-256 the metadata records."""
     contract = segmenter.contract
     if contract.checkpoint is None:
         return None
     recorded = Path(contract.checkpoint)
     folder = Path(segmenter.model_path).parent
-    for candidate in (recorded, folder / recorded.name, folder / "checkpoint.pt"):
+    candidates = [folder / recorded.name, folder / "checkpoint.pt"]
+    if recorded.is_absolute():  # exported before only the file name was recorded
+        candidates.insert(0, recorded)
+    for candidate in candidates:
         if candidate.is_file() and (
             contract.checkpoint_sha256 is None
             or sha256_file(candidate) == contract.checkpoint_sha256

@@ -60,8 +60,10 @@ class ModelContract:
         channel_order: ``RGB``.
         threshold: the model's default threshold, keyword arguments of ``imaging.binarize``.
         model_kwargs: the U-Net's constructor arguments (width, depth, bilinear).
-        checkpoint: path of the checkpoint the model came from (as it was at export time).
-        checkpoint_sha256: SHA-256 of that checkpoint file.
+        checkpoint: file name of the checkpoint the model came from (``checkpoint.pt``): no
+            folder, so an exported file does not carry the exporting machine's paths (files
+            exported before this read back with the absolute path they recorded).
+        checkpoint_sha256: SHA-256 of that checkpoint file, which identifies it.
         setting: ``ss`` or ``tt`` (training setting), when known.
         fold: TT fold, when known.
         test_sequences: the run's held-out sequences.
@@ -108,7 +110,7 @@ class ModelContract:
             channel_order=str(norm.get("channels", CHANNEL_ORDER)),
             threshold=_threshold_of(payload.get("config")),
             model_kwargs=dict(payload.get("model_kwargs") or {}),
-            checkpoint=str(Path(path).resolve()) if path else None,
+            checkpoint=Path(path).name if path else None,
             checkpoint_sha256=sha256_file(path) if path and Path(path).is_file() else None,
             setting=payload.get("setting"),
             fold=payload.get("fold"),
