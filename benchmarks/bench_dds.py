@@ -1,6 +1,7 @@
 """DDS delivery and latency of camera frames between two processes: QoS x profile x size x rate.
 
-Run: .venv/bin/python benchmarks/bench_dds.py [--frames N] [--json FILE]
+Run: .venv/bin/python benchmarks/bench_dds.py [--frames N] [--json FILE] [--qos-list Q,..]
+     [--sides none,sub,pub,both] [--sizes HxW,..] [--rates R,..] [--profile XML]
 
 No node, no inference: a publisher process sends ``--frames`` rgb8 frames (the header stamp is
 the wall time at publish) to a subscriber process, FastDDS on one host, for every combination
@@ -87,21 +88,27 @@ def subscribe(qos: str, timeout: float) -> None:
     rclpy.shutdown()
 
 
-def env_for(side: str, which: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k != "FASTDDS_DEFAULT_PROFILES_FILE"}
+def env_for(side: str, which: str, profile: Path = PROFILE) -> dict[str, str]:
+    """The environment of one side: no FastDDS profile variable at all (a stock process),
+    or ``profile`` in FASTDDS_DEFAULT_PROFILES_FILE."""
+    unset = ("FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FILE",
+             "FASTDDS_BUILTIN_TRANSPORTS")
+    env = {k: v for k, v in os.environ.items() if k not in unset}
     if side in (which, "both"):
-        env["FASTDDS_DEFAULT_PROFILES_FILE"] = str(PROFILE)
+        env["FASTDDS_DEFAULT_PROFILES_FILE"] = str(profile)
     return env
 
 
-def run_one(qos: str, side: str, h: int, w: int, rate: float, frames: int) -> dict:
+def run_one(
+    qos: str, side: str, h: int, w: int, rate: float, frames: int, profile: Path = PROFILE
+) -> dict:
     import numpy as np
 
     me = [sys.executable, __file__]
     timeout = frames / rate + 30
     sub = subprocess.Popen(
         [*me, "--role", "sub", "--qos", qos, "--timeout", str(timeout)],
-        env=env_for(side, "sub"),
+        env=env_for(side, "sub", profile),
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -109,7 +116,7 @@ def run_one(qos: str, side: str, h: int, w: int, rate: float, frames: int) -> di
     subprocess.run(
         [*me, "--role", "pub", "--qos", qos, "--size", f"{h}x{w}", "--rate", str(rate),
          "--frames", str(frames)],
-        env=env_for(side, "pub"),
+        env=env_for(side, "pub", profile),
         check=True,
         timeout=timeout,
     )
@@ -134,6 +141,13 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=100)
     parser.add_argument("--timeout", type=float, default=60.0)
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--qos-list", default=",".join(QOS), help="e.g. reliable,sensor_data")
+    parser.add_argument("--sides", default=",".join(SIDES), help="profile on: none,sub,pub,both")
+    parser.add_argument("--sizes", default=",".join(f"{h}x{w}" for h, w in SIZES),
+                        help="HxW list, e.g. 4096x4096,2048x2048")
+    parser.add_argument("--rates", default=",".join(f"{r:g}" for r in RATES))
+    parser.add_argument("--profile", type=Path, default=PROFILE,
+                        help="the FastDDS profile for the 'profile on' sides")
     args = parser.parse_args()
     if args.role == "pub":
         h, w = (int(v) for v in args.size.split("x"))
@@ -146,11 +160,12 @@ def main() -> None:
     print("| qos | profile on | size | rate (Hz) | delivered | e2e p50 (ms) | e2e p95 (ms) |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
     rows = []
-    for qos in QOS:
-        for h, w in SIZES:
-            for rate in RATES:
-                for side in SIDES:
-                    r = run_one(qos, side, h, w, rate, args.frames)
+    sizes = [tuple(int(v) for v in size.split("x")) for size in args.sizes.split(",")]
+    for qos in args.qos_list.split(","):
+        for h, w in sizes:
+            for rate in (float(r) for r in args.rates.split(",")):
+                for side in args.sides.split(","):
+                    r = run_one(qos, side, h, w, rate, args.frames, args.profile)
                     rows.append(r)
                     print(f"| {qos} | {side} | {r['size']} | {rate:g} | {r['delivered']}/"
                           f"{r['published']} | {fmt(r['p50_ms'])} | {fmt(r['p95_ms'])} |",

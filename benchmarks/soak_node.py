@@ -1,17 +1,21 @@
 """Soak: segmentation_node fed a 1280x1024 camera stream for minutes; every frame accounted for.
 
 Run: .venv/bin/python benchmarks/soak_node.py [--seconds 180] [--rate 30] [--size 1024x1280]
-     [--camera-qos sensor_data] [--no-profile] [--threads 1] [--model FILE.onnx]
+     [--camera-qos sensor_data] [--no-profile | --stock-camera] [--threads 1] [--model FILE.onnx]
+     [--node-log FILE]
 
 A camera process publishes rgb8 frames at ``--rate`` Hz, stamped with the wall time at publish
-(``--camera-qos``, keep-last 5; with the shipped FastDDS profile unless ``--no-profile``, as
-docs/ros.md tells camera drivers). The node runs with its defaults (input best effort, outputs
-reliable, threads ``--threads``). This process reads ``mask`` reliable (not ``confidence``, so
-the node skips building it) and ``/diagnostics``. Every 10 s it prints the node's RSS, its
-counters, and the end-to-end latency (header stamp to mask receipt here) of that window. At the
-end: published (camera) = received (node) + lost, received = processed + dropped + rejected +
-failed, each counted; lost as the node counts it (the RMW's message-lost event and its estimate
-from stamp gaps) beside the true figure (published - received).
+(``--camera-qos``, keep-last 5; with the shipped FastDDS profile as docs/ros.md tells camera
+drivers, unless ``--stock-camera``: no FastDDS profile variable at all in the camera process,
+as any stock driver runs, while the node keeps its own default; ``--no-profile``: FastDDS
+defaults in every process, the node included). The node runs with its defaults (input_qos
+auto, outputs reliable, threads ``--threads``). This process reads ``mask`` reliable (not
+``confidence``, so the node skips building it) and ``/diagnostics``. Every 10 s it prints the
+node's RSS, its counters, and the end-to-end latency (header stamp to mask receipt here) of that
+window. At the end: published (camera) = received (node) + lost, received = processed + dropped
++ rejected + failed, each counted; lost as the node counts it (the RMW's message-lost event and
+its per-publisher estimate from sequence numbers or stamps) beside the true figure (published -
+received); the node's WARN lines and its first WARN diagnostics, timed from the first frame.
 
 Without ``--model``, the untrained width-16 U-Net at 256x320 of bench_node.py (random weights,
 real cost). Not a test: the machine is shared; the printed load average says how shared.
@@ -56,6 +60,7 @@ def camera(rate: float, seconds: float, h: int, w: int, qos: str) -> None:
     msg = Image(height=h, width=w, encoding="rgb8", step=3 * w)
     msg.data = rgb.tobytes()
     start = time.monotonic()
+    start_wall = time.time()
     n = int(rate * seconds)
     late = 0
     for k in range(n):
@@ -67,7 +72,8 @@ def camera(rate: float, seconds: float, h: int, w: int, qos: str) -> None:
         msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(time.time_ns(), 1_000_000_000)
         msg.header.frame_id = str(k)
         pub.publish(msg)
-    print(f"CAMERA {json.dumps({'published': n, 'late': late})}", flush=True)
+    print(f"CAMERA {json.dumps({'published': n, 'late': late, 'start': start_wall})}",
+          flush=True)
     time.sleep(3.0)
     node.destroy_node()
     rclpy.shutdown()
@@ -87,6 +93,9 @@ def main() -> None:
     parser.add_argument("--size", default="1024x1280", help="HxW")
     parser.add_argument("--camera-qos", default="sensor_data", choices=("sensor_data", "reliable"))
     parser.add_argument("--no-profile", action="store_true")
+    parser.add_argument("--stock-camera", action="store_true",
+                        help="no FastDDS profile in the camera process only")
+    parser.add_argument("--node-log", type=Path, help="write the node's output here")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--model", type=Path)
     parser.add_argument("--camera", action="store_true", help=argparse.SUPPRESS)
@@ -105,7 +114,7 @@ def main() -> None:
         os.environ[PROFILE_VARIABLE] = str(shipped_profile())
 
     import rclpy
-    from diagnostic_msgs.msg import DiagnosticArray
+    from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
     from rclpy.executors import SingleThreadedExecutor
     from sensor_msgs.msg import Image
 
@@ -116,17 +125,19 @@ def main() -> None:
         from bench_node import make_model
 
         args.model = make_model(Path(tmp.name))
+    node_log = open(args.node_log, "w") if args.node_log else subprocess.DEVNULL  # noqa: SIM115
     node = subprocess.Popen(
         [str(NODE), "--ros-args", "-r", f"__ns:={NS}", "-p", f"model_path:={args.model}",
          "-p", f"threads:={args.threads}"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stdout=node_log,
+        stderr=subprocess.STDOUT,
     )
     rclpy.init()
     probe = rclpy.create_node("soak_probe")
     lock = threading.Lock()
     masks: list[tuple[float, float]] = []  # (receipt wall time, e2e s)
     diag: dict[str, str] = {}
+    warn_levels: list[tuple[float, str]] = []  # (wall time, message) of WARN diagnostics
 
     def on_mask(msg: Image) -> None:
         now = time.time_ns()
@@ -140,6 +151,9 @@ def main() -> None:
                 with lock:
                     diag.clear()
                     diag.update({kv.key: kv.value for kv in status.values})
+                    diag["_message"] = status.message
+                    if status.level == DiagnosticStatus.WARN:
+                        warn_levels.append((time.time(), status.message))
 
     probe.create_subscription(Image, f"{NS}/mask", on_mask, qos_profile("reliable", 10))
     probe.create_subscription(DiagnosticArray, "/diagnostics", on_diag, 10)
@@ -151,10 +165,16 @@ def main() -> None:
         time.sleep(0.2)
     cam_args = [sys.executable, __file__, "--camera", "--seconds", str(args.seconds), "--rate",
                 str(args.rate), "--size", args.size, "--camera-qos", args.camera_qos]
-    cam = subprocess.Popen(cam_args, stdout=subprocess.PIPE, text=True)
+    cam_env = dict(os.environ)
+    if args.stock_camera:
+        for name in (PROFILE_VARIABLE, "FASTRTPS_DEFAULT_PROFILES_FILE",
+                     "FASTDDS_BUILTIN_TRANSPORTS"):
+            cam_env.pop(name, None)
+    cam = subprocess.Popen(cam_args, stdout=subprocess.PIPE, text=True, env=cam_env)
     print(f"load average {os.getloadavg()[0]:.2f}; model {args.model.name}; camera "
           f"{args.camera_qos} {w}x{h} at {args.rate:g} Hz for {args.seconds:g} s; profile "
-          f"{os.environ.get(PROFILE_VARIABLE) or 'none'}", flush=True)
+          f"{cam_env.get(PROFILE_VARIABLE) or 'none'} in the camera, "
+          f"{os.environ.get(PROFILE_VARIABLE) or 'none'} in the node", flush=True)
     print("| t (s) | node RSS (MB) | received | processed | dropped | lost (node) | masks "
           "| e2e p50 (ms) | e2e p95 (ms) | node p50 (ms) | diag e2e p50 (ms) |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
@@ -200,6 +220,24 @@ def main() -> None:
     rss = [r["rss"] for r in rows]
     if rss:
         print(f"node RSS first {rss[0]:.0f} MB, last {rss[-1]:.0f} MB, max {max(rss):.0f} MB")
+    start_wall = published.get("start", 0.0)
+    with lock:
+        warned = list(warn_levels)
+    if warned:
+        print(f"first WARN diagnostics {warned[0][0] - start_wall:.1f} s after the camera's "
+              f"first frame: {warned[0][1]}")
+        explained = [(t, m) for t, m in warned if "do not get through" in m]
+        if explained:
+            print(f"first explaining WARN diagnostics {explained[0][0] - start_wall:.1f} s after "
+                  f"the camera's first frame: {explained[0][1]}")
+    if args.node_log:
+        node_log.close()
+        for line in args.node_log.read_text(errors="replace").splitlines():
+            if "[WARN]" in line:
+                stamp = float(line.split("[")[2].split("]")[0])
+                print(f"node WARN {stamp - start_wall:.1f} s after the camera's first frame: "
+                      f"{line}")
+    print(f"final diagnostics message: {d.get('_message')}")
     print(f"load average {os.getloadavg()[0]:.2f}")
     executor.shutdown()
     rclpy.try_shutdown()

@@ -279,3 +279,54 @@ def camera_frame(h: int, w: int, seed: int = 0) -> np.ndarray:
     rgb[..., 2] = 50 + rng.integers(0, 30, (h, w), dtype=np.uint8)
     rgb[h // 3 : h // 2, : w // 2] = (150, 150, 155)
     return rgb
+
+
+CAMERA_SCRIPT = """
+import sys, time
+import numpy as np
+import rclpy
+from sensor_msgs.msg import Image
+from instrument_seg.ros.qos import qos_profile
+topic, qos, h, w, rate, seconds = sys.argv[1], sys.argv[2], *map(int, sys.argv[3:5]), *map(
+    float, sys.argv[5:7])
+rclpy.init()
+node = rclpy.create_node("stock_camera")
+pub = node.create_publisher(Image, topic, qos_profile(qos, 5))
+deadline = time.monotonic() + 60
+while pub.get_subscription_count() == 0 and time.monotonic() < deadline:
+    time.sleep(0.05)
+msg = Image(height=h, width=w, encoding="rgb8", step=3 * w)
+msg.data = np.random.default_rng(0).integers(0, 255, h * w * 3, np.uint8).tobytes()
+start = time.monotonic()
+print("PUBLISHING", time.time(), flush=True)
+k = 0
+while time.monotonic() - start < seconds:
+    time.sleep(max(0.0, start + k / rate - time.monotonic()))
+    msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(time.time_ns(), 1_000_000_000)
+    msg.header.frame_id = "stock_camera"
+    pub.publish(msg)
+    k += 1
+print("PUBLISHED", k, flush=True)
+node.destroy_node()
+rclpy.shutdown()
+"""
+
+#: What a stock camera driver's process has: no FastDDS profile variable at all.
+PROFILE_VARIABLES = (
+    "FASTDDS_DEFAULT_PROFILES_FILE",
+    "FASTRTPS_DEFAULT_PROFILES_FILE",
+    "FASTDDS_BUILTIN_TRANSPORTS",
+)
+
+
+def stock_camera(
+    topic: str, qos: str, size: tuple[int, int], rate: float, seconds: float, log: Path
+) -> subprocess.Popen:
+    """A camera process as a stock driver runs: rgb8 frames of ``size`` (H, W) on ``topic``
+    at ``rate`` Hz for ``seconds`` once a subscriber matched, QoS ``qos`` keep-last 5, and no
+    FastDDS profile (every profile variable removed from its environment)."""
+    env = {k: v for k, v in os.environ.items() if k not in PROFILE_VARIABLES}
+    args = [sys.executable, "-c", CAMERA_SCRIPT, topic, qos, *map(str, size), str(rate)]
+    return subprocess.Popen(
+        [*args, str(seconds)], env=env, stdout=log.open("w"), stderr=subprocess.STDOUT
+    )

@@ -50,6 +50,14 @@ class TestTables:
         assert set(rows) == {p.name for p in table}
         for p in table:
             assert yaml.safe_load(rows[p.name]) == p.default, p.name
+        lines = {m[0]: m[1] for m in re.findall(r"^\| `(\w+)` \|(.*)$", section, flags=re.M)}
+        for p in table:  # every number's range is in its row
+            if p.maximum is not None:
+                bounds = (p.minimum, p.maximum)
+                words = [str(v) if isinstance(v, int) else f"{v:g}" for v in bounds]
+                assert f"{words[0]} to {words[1]}" in lines[p.name] or (
+                    p.minimum == 0 and f"at most {words[1]}" in lines[p.name]
+                ), p.name
 
     def test_rows_are_complete(self, node):
         table = TABLES[node][0]
@@ -57,10 +65,10 @@ class TestTables:
         for p in table:
             assert len(p.description.split()) >= 4, p.name
             assert p.default in p.choices or not p.choices, p.name
-            if p.minimum is not None or p.minimum_note:
-                assert isinstance(p.default, int) and p.default >= p.minimum, p.name
-            if p.positive:
-                assert isinstance(p.default, float) and p.default > 0, p.name
+            if isinstance(p.default, (int, float)) and not isinstance(p.default, bool):
+                # every number has a range, and its default lies in it
+                assert p.minimum is not None and p.maximum is not None, p.name
+                assert p.minimum <= p.default <= p.maximum, p.name
         # the defaults themselves are valid (model_path / bag_path aside: required)
         assert params.checked(table, {**params.defaults(table), "model_path": "m"})
 
@@ -90,7 +98,7 @@ class TestSegmentationSettings:
             backend="auto",
             input_size=None,
             threshold=None,
-            input_qos="sensor_data",
+            input_qos="auto",
             output_qos="reliable",
             transport="raw",
             queue_depth=5,
@@ -102,13 +110,17 @@ class TestSegmentationSettings:
             warning_period=5.0,
         )
 
-    def test_rep_2003_defaults(self):
-        """Subscriptions best effort (they match every publisher), publishers reliable; the
-        evaluation node follows the same rule."""
+    def test_qos_defaults(self):
+        """Subscriptions adapt to the publishers (auto: best effort until every publisher is
+        known to be reliable), publishers reliable (REP-2003); the evaluation node alike."""
         seg = params.defaults(params.SEGMENTATION)
         ev = params.defaults(params.EVALUATION)
-        assert (seg["input_qos"], seg["output_qos"]) == ("sensor_data", "reliable")
-        assert (ev["input_qos"], ev["output_qos"]) == ("sensor_data", "reliable")
+        assert (seg["input_qos"], seg["output_qos"]) == ("auto", "reliable")
+        assert (ev["input_qos"], ev["output_qos"]) == ("auto", "reliable")
+        for table in (params.SEGMENTATION, params.EVALUATION):
+            qos = {p.name: p for p in table}
+            assert qos["input_qos"].choices == ("auto", "reliable", "sensor_data")
+            assert qos["output_qos"].choices == ("reliable", "sensor_data")
 
     def test_conversions(self):
         s = params.segmentation_settings(
@@ -139,17 +151,27 @@ class TestSegmentationSettings:
             ({"backend": "cuda"}, "parameter backend is 'cuda'; use one of auto, tensorrt"),
             (
                 {"input_qos": "fastest"},
-                "parameter input_qos is 'fastest'; use one of reliable, sensor_data",
+                "parameter input_qos is 'fastest'; use one of auto, reliable, sensor_data",
             ),
             ({"output_qos": "x"}, "parameter output_qos is 'x'; use one of reliable, sensor"),
             ({"transport": "theora"}, "parameter transport is 'theora'; use one of raw, compr"),
-            ({"input_size": [0, 40]}, "parameter input_size is [0, 40]; use [H, W] or [0, 0]"),
+            ({"input_size": [0, 40]}, "parameter input_size is [0, 40]; use [H, W] with H and"),
             ({"input_size": [32]}, "parameter input_size is [32]"),
-            ({"queue_depth": 0}, "parameter queue_depth is 0; use 1 or more"),
-            ({"max_pixels": 0}, "parameter max_pixels is 0; use 1 or more"),
-            ({"threads": -1}, "parameter threads is -1; use 0 (default) or more"),
-            ({"diagnostics_period": 0.0}, "parameter diagnostics_period is 0.0; it must be pos"),
-            ({"warning_period": math.inf}, "parameter warning_period is inf; it must be posit"),
+            ({"input_size": []}, "parameter input_size is []; use [H, W] with H and W from 1"),
+            ({"input_size": None}, "parameter input_size is not set"),
+            ({"input_size": [8193, 64]}, "parameter input_size is [8193, 64]"),
+            ({"queue_depth": 0}, "parameter queue_depth is 0; use 1 to 1000"),
+            ({"queue_depth": 2147483648}, "parameter queue_depth is 2147483648; use 1 to 1000"),
+            ({"queue_depth": 2**62}, "parameter queue_depth is 4611686018427387904; use 1 to"),
+            ({"queue_depth": "deep"}, "parameter queue_depth is 'deep'; it must be an integer"),
+            ({"max_pixels": 0}, "parameter max_pixels is 0; use 1 to"),
+            ({"threads": -1}, "parameter threads is -1; use 0 (default) to 256"),
+            ({"threads": 100000}, "parameter threads is 100000; use 0 (default) to 256"),
+            ({"diagnostics_period": 0.0}, "parameter diagnostics_period is 0.0; use 0.1 to 3600"),
+            ({"diagnostics_period": 1e-9}, "parameter diagnostics_period is 1e-09; use 0.1 to"),
+            ({"diagnostics_period": 1e300}, "parameter diagnostics_period is 1e+300; use 0.1"),
+            ({"warning_period": math.inf}, "parameter warning_period is inf; use 0.01 to 3600"),
+            ({"publish_overlay": "yes"}, "parameter publish_overlay is 'yes'; it must be true"),
             ({"threshold": "median"}, "parameter threshold is 'median'; use otsu, official"),
             ({"threshold": 1.5}, "parameter threshold is '1.5'"),
         ],
@@ -177,14 +199,16 @@ class TestEvaluationSettings:
             ({"bag_path": ""}, "bag_path is empty"),
             ({"mode": "record"}, "mode is 'record'"),
             ({"pace": "fast"}, "pace is 'fast'; use one of lockstep, recorded, fixed"),
-            ({"pace": "fixed", "rate": 0.0}, "needs a rate > 0"),
+            ({"pace": "fixed", "rate": 0.0}, "rate is 0.0; use 0.01 to 1000 Hz"),
+            ({"rate": 1e9}, "rate is 1000000000.0; use 0.01 to 1000 Hz"),
             ({"rate": "fast"}, "rate is 'fast'; it must be a number"),
-            ({"mask_timeout": -1.0}, "mask_timeout is -1.0"),
-            ({"startup_timeout": math.nan}, "startup_timeout is nan; it must be positive"),
+            ({"mask_timeout": -1.0}, "mask_timeout is -1.0; use 0.1 to 3600 s"),
+            ({"startup_timeout": math.nan}, "startup_timeout is nan; use 0.1 to 86400 s"),
+            ({"idle_timeout": 1e300}, "idle_timeout is 1e+300; use 0.1 to 3600 s"),
             ({"output_dir": " "}, "output_dir is empty"),
-            ({"max_frames": -1}, "max_frames is -1; use 0 (all) or more"),
-            ({"queue_depth": 0}, "queue_depth is 0; use 1 or more"),
-            ({"input_qos": "fast"}, "input_qos is 'fast'; use one of reliable, sensor_data"),
+            ({"max_frames": -1}, "max_frames is -1; use 0 (all) to 1000000000"),
+            ({"queue_depth": 0}, "queue_depth is 0; use 1 to 1000"),
+            ({"input_qos": "fast"}, "input_qos is 'fast'; use one of auto, reliable, sensor"),
         ],
     )
     def test_bad_values(self, change, words):
@@ -235,7 +259,6 @@ class TestDeclare:
         assert pace.additional_constraints == "one of lockstep, recorded, fixed"
 
     def test_read_only_and_typed(self, make_node):
-        from rclpy.exceptions import ParameterException
         from rclpy.parameter import Parameter
 
         node = make_node("declare_seg", {"threshold": 0.5})
@@ -243,7 +266,49 @@ class TestDeclare:
         assert params.values_of(node, params.SEGMENTATION)["threshold"] == 0.5
         (result,) = node.set_parameters([Parameter("input_qos", value="reliable")])
         assert not result.successful  # read-only: restart the node to change it
-        with pytest.raises(ParameterException):
-            params.declare(
-                make_node("declare_bad", {"queue_depth": "deep"}), params.SEGMENTATION
-            )
+
+    def test_ranges_in_the_descriptors(self, make_node):
+        node = make_node("declare_ranges", {})
+        params.declare(node, params.SEGMENTATION)
+        (depth,) = node.describe_parameters(["queue_depth"])
+        assert (depth.integer_range[0].from_value, depth.integer_range[0].to_value) == (1, 1000)
+        assert depth.additional_constraints == "from 1 to 1000"
+        (period,) = node.describe_parameters(["diagnostics_period"])
+        rng = period.floating_point_range[0]
+        assert (rng.from_value, rng.to_value) == (0.1, 3600.0)
+
+    def test_refused_values_are_reported_not_raised(self, make_node):
+        """A wrong type or an out-of-range value keeps the default and comes back as one
+        sentence naming the parameter, so a lifecycle node comes up and says it on configure."""
+        node = make_node(
+            "declare_bad",
+            {"queue_depth": 2147483648, "threads": "many", "diagnostics_period": 1,
+             "warning_period": 1e-9, "max_pixels": 2**62},
+        )
+        problems = params.declare(node, params.SEGMENTATION)
+        assert problems == {
+            "queue_depth": "parameter queue_depth is 2147483648; use 1 to 1000",
+            "threads": "parameter threads is 'many'; it must be an integer",
+            "diagnostics_period": (
+                "parameter diagnostics_period is 1, an integer; it must be a double (write 1.0)"
+            ),
+            "warning_period": "parameter warning_period is 1e-09; use 0.01 to 3600 s",
+            "max_pixels": f"parameter max_pixels is {2**62}; use 1 to {params.MAX_PIXELS_LIMIT}",
+        }
+        assert params.values_of(node, params.SEGMENTATION)["queue_depth"] == 5
+        assert params.declare(make_node("declare_good", {"rate": 15}), params.EVALUATION) == {}
+
+
+class TestUnknown:
+    def test_unknown_names(self):
+        given = ["foo", "use_sim_time", "queue_dept", "qos_overrides./image.reliability"]
+        assert params.unknown_parameters(given, params.SEGMENTATION) == ["foo", "queue_dept"]
+
+    def test_warning_names_them_and_suggests(self):
+        text = params.unknown_warning(
+            "segmentation_node", ["foo", "queue_dept"], params.SEGMENTATION
+        )
+        assert text.startswith(
+            "ignoring parameter(s) that segmentation_node does not have: foo, queue_dept "
+            "(did you mean queue_depth?); its parameters are model_path, backend"
+        )

@@ -10,10 +10,15 @@ import numpy as np
 
 from instrument_seg.ros.realtime import (
     Counters,
+    DeliveryMonitor,
+    FrameInfo,
     Mailbox,
     RateLimiter,
     StampGaps,
+    adapted_reliability,
     percentiles_ms,
+    starvation_fixes,
+    starvation_message,
 )
 
 
@@ -157,3 +162,153 @@ class TestStampGaps:
         for stamp in stamps[30:]:
             gaps.add(stamp)
         assert gaps.update()["lost"] == 1
+
+    def test_a_rate_change_is_not_a_loss(self):
+        """30 Hz then 10 Hz, 500 of 500 frames received (the red team's case read lost 398):
+        from the stamps alone, and with the publisher's sequence numbers."""
+        rng = np.random.default_rng(1)
+        stamps, t = [], 10**18
+        for k in range(500):
+            stamps.append(t)
+            t += int(1e9 / 30 if k < 250 else 1e9 / 10) + int(rng.normal(0, 5e5))
+        by_stamps, by_sequence = StampGaps(), StampGaps()
+        for k, stamp in enumerate(stamps):
+            by_stamps.add(stamp, "cam")
+            by_sequence.add(stamp, "cam", k + 1)
+        for gaps in (by_stamps, by_sequence):
+            result = gaps.update()
+            assert result["lost"] == 0, result
+            assert 9 < result["rate_hz"] < 11, result  # the rate now, not the old one
+
+    def test_two_publishers_on_one_topic(self):
+        """Two cameras at 15 Hz on one topic, 600 of 600 received (read lost 1164 and 88.7 Hz):
+        per publisher nothing is lost, and the topic carries 30 Hz."""
+        a = [(10**18 + int(k * 1e9 / 15), "a", k + 1) for k in range(300)]
+        b = [(10**18 + 12_345_678 + int(k * 1e9 / 15), "b", k + 1) for k in range(300)]
+        frames = sorted(a + b)
+        by_stamps, by_sequence = StampGaps(), StampGaps()
+        for stamp, publisher, sequence in frames:
+            by_stamps.add(stamp, publisher)
+            by_sequence.add(stamp, publisher, sequence)
+        for gaps in (by_stamps, by_sequence):
+            result = gaps.update(now=time.monotonic())
+            assert result["lost"] == 0, result
+            assert 29.5 < result["rate_hz"] < 30.5 and result["publishers"] == 2, result
+
+    def test_frames_missing_at_200_hz_are_counted(self):
+        """200 Hz, 21 frames published but never received: the sequence numbers count exactly
+        21 (where the DDS lost event said 0), the stamps alone 21 as well."""
+        rng = np.random.default_rng(2)
+        missing = set(rng.choice(np.arange(20, 1000), 21, replace=False).tolist())
+        period = 5_000_000
+        by_stamps, by_sequence = StampGaps(), StampGaps()
+        for k in range(1000):
+            if k in missing:
+                continue
+            stamp = 10**18 + k * period + int(rng.normal(0, 2e5))
+            by_stamps.add(stamp)
+            by_sequence.add(stamp, b"gid", k + 1)
+        assert by_sequence.update()["lost_sequence"] == 21
+        assert by_stamps.update()["lost_stamps"] == 21
+
+    def test_sequence_numbers_count_what_stamps_cannot(self):
+        """Heavy loss (1 frame in 10 arrives): the stamps see a steady 3 Hz camera, the
+        sequence numbers the 90 % that never arrived and the real 30 Hz."""
+        gaps = StampGaps()
+        for k in range(0, 300, 10):
+            gaps.add(10**18 + k * self.PERIOD, "cam", k + 1)
+        result = gaps.update()
+        assert result["lost"] == 261 and 29 < result["rate_hz"] < 31
+
+    def test_jitter_of_half_a_period_is_not_a_loss(self):
+        gaps = StampGaps()
+        stamps = self.stamps(100)
+        stamps[50] += self.PERIOD // 2  # late by half a period: 1.5 then 0.5 periods
+        for stamp in stamps:
+            gaps.add(stamp)
+        assert gaps.update()["lost"] == 0
+
+
+class TestAdaptedReliability:
+    def test_reliable_only_when_every_publisher_is(self):
+        assert adapted_reliability(["reliable", "reliable"]) == "reliable"
+        assert adapted_reliability(["reliable", "best_effort"]) == "best_effort"
+        assert adapted_reliability(["BEST_EFFORT"]) == "best_effort"
+        assert adapted_reliability(["reliable", "unknown"]) == "best_effort"
+
+    def test_no_publisher_is_best_effort(self):
+        assert adapted_reliability([]) == "best_effort"
+
+
+class TestDeliveryMonitor:
+    def feed(self, monitor, seconds, rate, delivered, publishers=1, lost_dds_share=0.0):
+        """Totals as a node sees them every 0.5 s: ``rate`` Hz sent, ``delivered`` of them
+        arrive, the rest counted lost by sequence numbers. Returns the verdicts."""
+        verdicts = []
+        for step in range(int(seconds * 2) + 1):
+            t = step * 0.5
+            sent = int(rate * t)
+            received = int(sent * delivered)
+            lost = sent - received
+            verdicts.append(
+                monitor.update(t, publishers, received, lost, int(lost * lost_dds_share))
+            )
+        return verdicts
+
+    def test_starved_within_a_few_seconds(self):
+        monitor = DeliveryMonitor()
+        verdicts = self.feed(monitor, 5.0, 30.0, 11 / 900)
+        first = next(k for k, v in enumerate(verdicts) if v is not None) * 0.5
+        assert first <= 5.0
+        assert monitor.problem["received"] < 0.1 * monitor.problem["sent"]
+
+    def test_fine_when_frames_arrive(self):
+        monitor = DeliveryMonitor()
+        assert not any(self.feed(monitor, 10.0, 30.0, 0.97))
+        assert not any(self.feed(DeliveryMonitor(), 10.0, 30.0, 0.0, publishers=0))
+        assert not any(self.feed(DeliveryMonitor(), 10.0, 1.0, 0.0))  # too few to judge
+
+    def test_a_short_dip_is_not_reported(self):
+        monitor = DeliveryMonitor(persist=2.0)
+        verdicts = [monitor.update(t * 0.5, 1, 30 * t, 0, 0) for t in range(8)]
+        verdicts += [monitor.update(4.0 + t * 0.5, 1, 120, 30 * t, 0) for t in range(1, 4)]
+        assert not any(verdicts)
+
+    def test_lost_events_alone_count(self):
+        monitor = DeliveryMonitor()
+        for step in range(12):
+            verdict = monitor.update(step * 0.5, 1, step, 0, 20 * step)
+        assert verdict is not None and verdict["received"] == 6
+
+    def test_stamp_rate_alone_counts(self):
+        monitor = DeliveryMonitor()
+        for step in range(12):
+            verdict = monitor.update(step * 0.5, 1, step, 0, 0, rate_hz=30.0)
+        assert verdict is not None and verdict["sent"] >= 80
+
+    def test_one_warning_per_period(self):
+        monitor = DeliveryMonitor(warn_period=30.0)
+        warned = []
+        for step in range(200):  # 100 s of a starved stream
+            t = step * 0.5
+            monitor.update(t, 1, step, 30 * step, 0)
+            warned.append(monitor.should_warn(t))
+        assert 3 <= sum(warned) <= 4
+        assert not DeliveryMonitor().should_warn(0.0)
+
+
+class TestStarvationText:
+    def test_says_what_and_how_to_fix(self):
+        message = starvation_message(
+            "/cam/image_raw", 3, 90, 3.0, 1, FrameInfo(1280, 1024, "rgb8", 3932160),
+            ["best_effort"], "best_effort/volatile/keep_last 5",
+        )
+        for words in ("/cam/image_raw", "3 of about 90", "1280x1024 rgb8, 3.9 MB per frame",
+                      "publisher QoS best_effort", "shared memory"):
+            assert words in message
+        fixes = starvation_fixes("raw", "/opt/share/instrument_seg/config/fastdds_large_data.xml")
+        assert "export FASTDDS_DEFAULT_PROFILES_FILE=/opt/share/instrument_seg/config/" in fixes[0]
+        assert "FASTRTPS_DEFAULT_PROFILES_FILE" in fixes[0] and "CAMERA" in fixes[0]
+        assert "transport:=compressed" in fixes[1]
+        assert "smaller image" in fixes[2]
+        assert not any("transport:=compressed" in f for f in starvation_fixes("compressed", None))

@@ -22,9 +22,10 @@ logs one summary line and exits 0. It also records the segmentation node's ``/di
 answer to the first frame within ``mask_timeout``, or a bad parameter or bag: one fatal line
 and exit status 1; it never waits longer than its time-outs.
 
-QoS per REP-2003, as the segmentation node: ``input_qos`` (default sensor_data, best effort) for
-the mask, ground-truth and (listen) image subscriptions, ``output_qos`` (default reliable) for
-the replayed frames; :func:`main` uses the shipped FastDDS profile
+QoS as the segmentation node: ``input_qos`` (default auto: reliable while every publisher offers
+reliable, else best effort, re-decided as publishers come and go) for the mask, ground-truth and
+(listen) image subscriptions, ``output_qos`` (default reliable, REP-2003) for the replayed
+frames; :func:`main` uses the shipped FastDDS profile
 (:mod:`instrument_seg.ros.dds_profile`) unless the environment names one, so replayed
 camera-sized frames reach a best-effort subscription.
 
@@ -62,9 +63,11 @@ from instrument_seg.ros.params import (
     MAX_CONSECUTIVE_MISSES,
     declare,
     evaluation_settings,
+    unknown_parameters,
+    unknown_warning,
     values_of,
 )
-from instrument_seg.ros.qos import qos_profile
+from instrument_seg.ros.qos import AdaptiveSubscription, qos_profile
 
 NODE_NAME = "evaluation_node"
 RESEND_PERIOD = 2.0  # lockstep: re-publish an unanswered frame this often (discovery races)
@@ -72,6 +75,7 @@ MASK_DEPTH = 100  # keep-last depth of the mask subscription: masks are small, n
 POLL = 0.05
 DIAGNOSTICS_WAIT = 1.5  # s: the segmentation node publishes /diagnostics at 1 Hz by default
 SETTLE = 0.5  # paced replay: seconds between discovery and the first frame
+QOS_POLL = 0.25  # s between two looks at the publishers of the subscriptions (input_qos auto)
 
 
 def reception_time(info: MessageInfo) -> float:
@@ -99,7 +103,12 @@ class EvaluationNode(Node):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(NODE_NAME, **kwargs)
-        declare(self, EVALUATION)
+        problems = declare(self, EVALUATION)
+        unknown = unknown_parameters(getattr(self, "_parameter_overrides", {}), EVALUATION)
+        if unknown:
+            self.get_logger().warning(unknown_warning(NODE_NAME, unknown, EVALUATION))
+        if problems:
+            raise InputError(next(iter(problems.values())))
         self.settings = evaluation_settings(values_of(self, EVALUATION))
         from instrument_seg.evaluation.report import StreamScorer  # the algorithm side: no ROS
 
@@ -110,9 +119,10 @@ class EvaluationNode(Node):
         self._bad_masks = 0
         self._last_gt_at: float | None = None
         s = self.settings
-        self._mask_sub = self.create_subscription(
-            Image, "mask", self._on_mask, qos_profile(s.input_qos, MASK_DEPTH)
+        self._mask_sub = AdaptiveSubscription(
+            self, Image, "mask", self._on_mask, s.input_qos, MASK_DEPTH, what="mask subscription"
         )
+        self._adaptive = [self._mask_sub]
         self.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 10)
         self._image_pub = None
         self._gt_sub = self._image_sub = None
@@ -121,15 +131,27 @@ class EvaluationNode(Node):
                 Image, "image", qos_profile(s.output_qos, s.queue_depth)
             )
         else:
-            self._gt_sub = self.create_subscription(
+            self._gt_sub = AdaptiveSubscription(
+                self,
                 Image,
                 "ground_truth",
                 self._on_ground_truth,
-                qos_profile(s.input_qos, s.queue_depth),
+                s.input_qos,
+                s.queue_depth,
+                what="ground-truth subscription",
             )
-            self._image_sub = self.create_subscription(
-                Image, "image", self._on_image, qos_profile(s.input_qos, s.queue_depth)
+            self._image_sub = AdaptiveSubscription(
+                self, Image, "image", self._on_image, s.input_qos, s.queue_depth,
+                what="image subscription",
             )
+            self._adaptive += [self._gt_sub, self._image_sub]
+        if s.input_qos == "auto":
+            self.create_timer(QOS_POLL, self._poll_qos)
+
+    def _poll_qos(self) -> None:
+        """input_qos auto (executor thread): each subscription follows its publishers."""
+        for sub in self._adaptive:
+            sub.poll()
 
     # --- callbacks (executor thread) -------------------------------------------------------
 
@@ -222,7 +244,11 @@ class EvaluationNode(Node):
         image, mask = self._image_pub.topic_name, self._mask_sub.topic_name
         while time.monotonic() < deadline:
             self._check_alive()
-            if self._image_pub.get_subscription_count() and self._mask_sub.get_publisher_count():
+            if (
+                self._image_pub.get_subscription_count()
+                and self._mask_sub.get_publisher_count()
+                and self._mask_sub.settled()  # auto: the QoS switch happens before frame one
+            ):
                 return
             time.sleep(POLL)
         missing = []
@@ -363,7 +389,8 @@ class EvaluationNode(Node):
         announced = False
         while self._last_gt_at is None:
             self._check_alive()
-            if not announced and self._mask_sub.get_publisher_count():
+            settled = all(sub.settled() for sub in self._adaptive)
+            if not announced and self._mask_sub.get_publisher_count() and settled:
                 announced = True  # a player started from now on loses no mask to discovery
                 self.get_logger().info(f"ready: a segmentation node publishes {mask_topic}")
             if time.monotonic() > deadline:

@@ -42,7 +42,7 @@ import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.event_handler import PublisherEventCallbacks, SubscriptionEventCallbacks
 from rclpy.exceptions import ParameterException
-from rclpy.executors import ExternalShutdownException
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from sensor_msgs.msg import CompressedImage, Image
 
@@ -56,21 +56,33 @@ from instrument_seg.ros.conversions import (
     image_to_rgb8,
     stamp_ns,
 )
-from instrument_seg.ros.dds_profile import use_shipped_profile
+from instrument_seg.ros.dds_profile import shipped_profile, use_shipped_profile
 from instrument_seg.ros.params import (
     SEGMENTATION,
     SegmentationSettings,
     declare,
     segmentation_settings,
+    unknown_parameters,
+    unknown_warning,
     values_of,
 )
-from instrument_seg.ros.qos import describe, qos_profile
-from instrument_seg.ros.realtime import Counters, Mailbox, RateLimiter
+from instrument_seg.ros.qos import AdaptiveSubscription, describe, qos_profile, reliability_name
+from instrument_seg.ros.realtime import (
+    Counters,
+    DeliveryMonitor,
+    FrameInfo,
+    Mailbox,
+    RateLimiter,
+    starvation_fixes,
+    starvation_message,
+)
 
 NODE_NAME = "segmentation_node"
 #: End-to-end latencies (header stamp to publish) outside [0, this) s are not on this host's
 #: clock (a replayed bag, sim time) and are left out.
 MAX_E2E_S = 60.0
+#: Seconds between two looks at the input's publishers (input_qos auto) and its delivery.
+WATCH_PERIOD = 0.5
 SUCCESS, FAILURE = TransitionCallbackReturn.SUCCESS, TransitionCallbackReturn.FAILURE
 
 
@@ -84,8 +96,13 @@ class SegmentationNode(LifecycleNode):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(NODE_NAME, **kwargs)
-        declare(self, SEGMENTATION)
+        # values refused here (type, range) are reported by configure, one sentence each
+        self.parameter_problems = declare(self, SEGMENTATION)
+        unknown = unknown_parameters(getattr(self, "_parameter_overrides", {}), SEGMENTATION)
+        if unknown:
+            self.get_logger().warning(unknown_warning(NODE_NAME, unknown, SEGMENTATION))
         self.autostart = bool(self.get_parameter("autostart").value)
+        self.finished = False  # the shutdown transition ran: main() returns
         self.settings: SegmentationSettings | None = None
         self.segmenter: Any = None
         self.counters = Counters()
@@ -93,7 +110,11 @@ class SegmentationNode(LifecycleNode):
         self.configure_error = ""
         self._mailbox: Mailbox | None = None
         self._worker: threading.Thread | None = None
-        self._image_sub = self._timer = None
+        self._image_sub: AdaptiveSubscription | None = None
+        self._timer = self._watch_timer = None
+        self._delivery = DeliveryMonitor()
+        self._frame = FrameInfo()
+        self._problem_text = ""
         self._mask_pub = self._confidence_pub = self._overlay_pub = None
         self._diagnostics_pub = None
         self._topic = ""
@@ -129,17 +150,24 @@ class SegmentationNode(LifecycleNode):
         """Reads the parameters, loads and warms up the model."""
         try:
             self._configure()
-        except InputError as exc:
-            self.configure_error = str(exc)
+        except Exception as exc:  # every failure says why, at start-up and through the services
+            self.configure_error = _sentence(exc)
             self._cleanup()
             if not self._quiet:
-                self.get_logger().error(f"cannot configure: {exc}")
+                self.get_logger().error(f"cannot configure: {self.configure_error}")
             return FAILURE
         return SUCCESS
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         """Creates the publishers, starts the worker, subscribes."""
-        self._activate()
+        try:
+            self._activate()
+        except Exception as exc:  # e.g. a DDS refusal of a QoS: said, not swallowed
+            self.configure_error = _sentence(exc)
+            self._deactivate()
+            if not self._quiet:
+                self.get_logger().error(f"cannot activate: {self.configure_error}")
+            return FAILURE
         return SUCCESS
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -153,7 +181,10 @@ class SegmentationNode(LifecycleNode):
         return SUCCESS
 
     def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Releases everything; :func:`main` then returns (the process exits)."""
         self.stop()
+        self.finished = True
+        self.get_logger().info("shut down through the lifecycle: exiting")
         return SUCCESS
 
     def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -161,6 +192,8 @@ class SegmentationNode(LifecycleNode):
         return SUCCESS
 
     def _configure(self) -> None:
+        if self.parameter_problems:
+            raise InputError(next(iter(self.parameter_problems.values())))
         self.settings = s = segmentation_settings(values_of(self, SEGMENTATION))
         from instrument_seg.inference import Segmenter  # the model stack loads with the node
 
@@ -206,7 +239,6 @@ class SegmentationNode(LifecycleNode):
         self._mailbox = Mailbox()
         self._worker = threading.Thread(target=self._work, name="segmentation", daemon=True)
         self._worker.start()
-        in_qos = qos_profile(s.input_qos, s.queue_depth)
         if s.transport == "compressed":
             # image_transport's naming: the (remapped) base topic plus "/compressed"
             msg_type, topic = CompressedImage, self.resolve_topic_name("image") + "/compressed"
@@ -216,15 +248,19 @@ class SegmentationNode(LifecycleNode):
             incompatible_qos=lambda event: self._on_incompatible(self._topic, "subscription"),
             message_lost=lambda event: self.counters.add("lost_dds", event.total_count_change),
         )
-        self._image_sub = self.create_subscription(
-            msg_type, topic, self._on_image, in_qos, event_callbacks=events
+        self._delivery = DeliveryMonitor()
+        self._image_sub = AdaptiveSubscription(
+            self, msg_type, topic, self._on_image, s.input_qos, s.queue_depth, events,
+            what="image subscription",
         )
         self._topic = self._image_sub.topic_name
         self._timer = self.create_timer(s.diagnostics_period, self._publish_diagnostics)
+        self._watch_timer = self.create_timer(WATCH_PERIOD, self._watch)
         size = _size(self.segmenter)
         self.get_logger().info(
             f"segmenting {self._topic} with {self.segmenter.backend} ({s.model_path}, input "
-            f"{size}, transport {s.transport}); input_qos {describe(in_qos)}, output_qos "
+            f"{size}, transport {s.transport}); input_qos {s.input_qos} "
+            f"({describe(self._image_sub.sub.qos_profile)} now), output_qos "
             f"{describe(out_qos)}; FastDDS profile {self.fastdds_profile or 'of the environment'}"
         )
 
@@ -240,8 +276,11 @@ class SegmentationNode(LifecycleNode):
 
     def _deactivate(self) -> None:
         self._stopping = True
+        if self._watch_timer is not None:
+            self.destroy_timer(self._watch_timer)
+            self._watch_timer = None
         if self._image_sub is not None:
-            self.destroy_subscription(self._image_sub)
+            self._image_sub.destroy()
             self._image_sub = None
         if self._mailbox is not None:
             self._mailbox.close()
@@ -265,15 +304,24 @@ class SegmentationNode(LifecycleNode):
     # --- QoS events (executor thread) ------------------------------------------------------
 
     def _on_incompatible(self, topic: str, side: str) -> None:
-        """Counts an incompatible-QoS event; logs it once per topic with both sides' QoS."""
+        """Counts an incompatible-QoS event; logs it once per topic with both sides' QoS.
+
+        With input_qos auto, an incompatible publisher on the input is a cue to adapt at once
+        (it offers best effort to a reliable subscription): neither counted nor logged.
+        """
+        if side == "subscription" and self._image_sub is not None:
+            if self._image_sub.mode == "auto":
+                self._image_sub.poll()
+                return
         self.counters.add("qos_incompatible")
         if topic in self._incompatible_logged:
             return
         self._incompatible_logged.add(topic)
         if side == "subscription":
-            ours, others = self._image_sub, self.get_publishers_info_by_topic(topic)
+            ours = self._image_sub.sub if self._image_sub is not None else None
+            others = self.get_publishers_info_by_topic(topic)
             other = "publisher(s)"
-            hint = "set input_qos sensor_data: best effort matches every publisher"
+            hint = "set input_qos auto or sensor_data: best effort matches every publisher"
         else:
             outputs = (self._mask_pub, self._confidence_pub, self._overlay_pub)
             ours = next((p for p in outputs if p is not None and p.topic_name == topic), None)
@@ -292,7 +340,15 @@ class SegmentationNode(LifecycleNode):
         """Executor thread: note receipt and stamp, hand over, count a replaced frame."""
         received = int(info.get("received_timestamp") or 0) or time.time_ns()
         self.counters.add("received")
-        self.counters.gaps.add(stamp_ns(msg.header))
+        gid = info.get("publisher_gid")
+        publisher = bytes(gid["data"]) if gid else msg.header.frame_id
+        self.counters.gaps.add(
+            stamp_ns(msg.header), publisher, info.get("publication_sequence_number")
+        )
+        if isinstance(msg, Image):
+            self._frame = FrameInfo(msg.width, msg.height, msg.encoding, len(msg.data))
+        else:
+            self._frame = FrameInfo(nbytes=len(msg.data))
         if self._mailbox.put((msg, received)):
             self.counters.add("dropped")
 
@@ -375,6 +431,48 @@ class SegmentationNode(LifecycleNode):
             self._overlay_pub.publish(array_to_image(drawn, "rgb8", msg.header))
             self.counters.add("overlays")
 
+    # --- publishers and delivery (executor thread, every WATCH_PERIOD) ---------------------
+
+    def _watch(self) -> None:
+        """input_qos auto: re-decides the subscription's reliability; then checks that frames
+        the publishers send arrive, and explains once (per 30 s) when they do not."""
+        sub = self._image_sub
+        if sub is None:
+            return
+        sub.poll()
+        c = self.counters.losses()
+        now = time.monotonic()
+        problem = self._delivery.update(
+            now,
+            sub.get_publisher_count(),
+            c["received"],
+            c["lost_estimated"],
+            c["lost_dds"],
+            math.nan if c["sequenced"] else c["stamp_rate_hz"],  # exact counts need no rate
+        )
+        if problem is None:
+            self._problem_text = ""
+            return
+        frame = self._frame
+        frame = FrameInfo(frame.width, frame.height, safe_text(frame.encoding, 16), frame.nbytes)
+        offered = [reliability_name(i.qos_profile) for i in sub.publishers()]
+        what = starvation_message(
+            self._topic,
+            problem["received"],
+            problem["sent"],
+            problem["seconds"],
+            sub.get_publisher_count(),
+            frame,
+            offered,
+            describe(sub.sub.qos_profile),
+        )
+        profile = self.fastdds_profile or str(shipped_profile() or "")
+        fixes = starvation_fixes(self.settings.transport, profile or None)
+        self._problem_text = f"{what}. Fixes: " + "; ".join(fixes)
+        if self._delivery.should_warn(now):
+            self.counters.add("delivery_warnings")
+            self.get_logger().warning(self._problem_text + " (docs/ros.md, FastDDS profile)")
+
     # --- diagnostics -----------------------------------------------------------------------
 
     def _publish_diagnostics(self) -> None:
@@ -386,7 +484,9 @@ class SegmentationNode(LifecycleNode):
         problems = [
             f"{new[k]} {k.replace('_', ' ')}" for k in self._reported if new[k]
         ]
-        if problems:
+        if self._problem_text:
+            level, message = DiagnosticStatus.WARN, self._problem_text
+        elif problems:
             level = DiagnosticStatus.WARN
             message = f"{', '.join(problems)} frame event(s) since last report"
             if new["qos_incompatible"]:
@@ -396,6 +496,12 @@ class SegmentationNode(LifecycleNode):
             message = f"no images: incompatible QoS on {topic} or an output (see the log)"
         elif c["received"] == 0:
             level, message = DiagnosticStatus.OK, f"waiting for images on {topic}"
+            matched = self._image_sub.get_publisher_count() if self._image_sub else 0
+            if matched:
+                message += (
+                    f" ({matched} publisher(s) matched, no frame arrived: idle, or frames too "
+                    "large for the transport; see docs/ros.md, FastDDS profile)"
+                )
         else:
             level = DiagnosticStatus.OK
             message = (
@@ -419,6 +525,9 @@ class SegmentationNode(LifecycleNode):
             "lost_dds": c["lost_dds"],
             "lost_estimated": c["lost_estimated"],
             "qos_incompatible": c["qos_incompatible"],
+            "publishers": self._image_sub.get_publisher_count() if self._image_sub else 0,
+            "delivery": self._problem_text or "ok",
+            "delivery_warnings": c["delivery_warnings"],
             "overlays": c["overlays"],
             "outputs_skipped": c["outputs_skipped"],
             "backend": self.segmenter.backend if self.segmenter is not None else "",
@@ -427,7 +536,7 @@ class SegmentationNode(LifecycleNode):
             "image_topic": topic,
             "transport": s.transport,
             "encodings": ",".join(INPUT_ENCODINGS) if s.transport == "raw" else "jpeg,png",
-            "input_qos": f"{s.input_qos}/{s.queue_depth}",
+            "input_qos": self._image_sub.describe() if self._image_sub else s.input_qos,
             "output_qos": f"{s.output_qos}/{s.queue_depth}",
             "fastdds_profile": self.fastdds_profile or "",
         }
@@ -451,8 +560,17 @@ def _fmt(ms: float) -> str:
     return "nan" if math.isnan(ms) else f"{ms:.2f}"
 
 
+def _sentence(exc: Exception) -> str:
+    """An exception as the one sentence a failed transition logs: an InputError as it is,
+    anything else with its type (a DDS or rclpy refusal)."""
+    if isinstance(exc, InputError):
+        return str(exc)
+    return f"{type(exc).__name__}: {safe_text(str(exc), 300)}"
+
+
 def main(args: list[str] | None = None) -> int:
-    """Console script ``segmentation_node``: runs until SIGINT/SIGTERM.
+    """Console script ``segmentation_node``: runs until SIGINT/SIGTERM or the lifecycle's
+    shutdown transition.
 
     Uses the shipped FastDDS profile (:mod:`instrument_seg.ros.dds_profile`) unless the
     environment names one; with ``autostart`` configures and activates the node.
@@ -472,7 +590,13 @@ def main(args: list[str] | None = None) -> int:
             node.start()
         else:
             node.get_logger().info("autostart false: waiting for change_state (configure)")
-        rclpy.spin(node)
+        executor = SingleThreadedExecutor()
+        executor.add_node(node)
+        while rclpy.ok() and not node.finished:
+            executor.spin_once(timeout_sec=0.2)
+        linger = time.monotonic() + 0.5  # the shutdown transition's reply goes out
+        while rclpy.ok() and time.monotonic() < linger:
+            executor.spin_once(timeout_sec=0.05)
     except (InputError, ParameterException) as exc:  # bad parameter (value or type), bad model
         logger = node.get_logger() if node is not None else rclpy.logging.get_logger(NODE_NAME)
         logger.fatal(f"cannot start: {exc}")
