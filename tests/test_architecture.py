@@ -140,6 +140,30 @@ class TestDependencies:
         ]
         assert not wrong, wrong
 
+    def test_onnx_and_tensorrt_paths_never_import_the_training_stack(self):
+        """Every import (lazy ones included) of the modules that load and run an ONNX model
+        or a TensorRT engine, and build one: no torch (the TensorRT backend's GPU memory comes
+        from cuda-python), SciPy, scikit-image or matplotlib. The subprocess probes of
+        tests/inference/test_deployment_imports.py see only the paths one machine takes."""
+        heavy = ("torch", "torchvision", "scipy", "skimage", "matplotlib")
+        deployed = [
+            f"{NAME}.inference.{name}"
+            for name in (
+                "base", "contract", "cuda_runtime", "engine", "onnxruntime_backend",
+                "preprocess", "segmenter", "tensorrt_backend",
+            )
+        ] + [f"{NAME}.{name}" for name in ("imagemsg", "imaging", "errors", "fileio")]  # fmt: skip
+        wrong = []
+        for module in deployed:
+            for node in ast.walk(ast.parse(_modules()[module].read_text())):
+                names = []
+                if isinstance(node, ast.Import):
+                    names = [a.name for a in node.names]
+                elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                    names = [node.module]
+                wrong += [f"{module} -> {n}" for n in names if n.split(".")[0] in heavy]
+        assert not wrong, wrong
+
     def test_no_import_cycles(self):
         graph = {m: _imports(p, m) for m, p in _modules().items()}
         index: dict[str, int] = {}
