@@ -348,6 +348,23 @@ class TestForgedStrings:
         assert_not_forged(proc.stderr)
         assert not (tmp_path / "ex").exists()
 
+    def test_forged_sequence_name_in_the_metadata(self, one_bag, tmp_path):
+        import shutil
+
+        import yaml
+
+        bag = Path(shutil.copytree(one_bag, tmp_path / "bag"))
+        meta = yaml.safe_load((bag / "metadata.yaml").read_text())
+        custom = meta["rosbag2_bagfile_information"]["custom_data"]
+        plan = json.loads(custom["instrument_seg.sequences"])
+        plan[0]["name"] = "seq\n[FATAL] x\x1b[31m"
+        custom["instrument_seg.sequences"] = json.dumps(plan)
+        (bag / "metadata.yaml").write_text(yaml.safe_dump(meta))
+        proc = cli("bag", "--extract", bag, "--out", tmp_path / "ex", check=False)
+        assert_one_sentence_error(proc, "names a sequence or frame 'seq\\n[FATAL]", "file name")
+        assert_not_forged(proc.stderr)
+        assert not (tmp_path / "ex").exists()
+
     def test_forged_topic_name(self, tmp_path):
         frame = image_msg(np.zeros((8, 8, 3), np.uint8), "rgb8", 10)
         bag = write_raw_bag(tmp_path / "t", {"/a\n[FATAL] x\x1b[31m": [frame], "/b": [frame]})

@@ -47,6 +47,7 @@ def check_bag(args: argparse.Namespace) -> None:
 def cmd_bag(args: argparse.Namespace) -> str:
     """Writes a dataset as a bag, or ``--extract``s a bag to folders; returns the summary."""
     from instrument_seg.data import bags
+    from instrument_seg.imagemsg import safe_name
 
     if args.extract is not None:
         dataset = bags.bag_dataset(args.extract, args.image_topic, args.gt_topic)
@@ -54,10 +55,14 @@ def cmd_bag(args: argparse.Namespace) -> str:
         with progress_bar(len(dataset), "extract") as bar:
             dataset, out = bags.extract_bag(dataset, args.out, progress=bar.update)
         index.close()
-        gt = f"with ground truth from {index.gt_topic}" if dataset.has_masks else "no masks"
+        gt = (
+            f"with ground truth from {safe_name(index.gt_topic)}"
+            if dataset.has_masks
+            else "no masks"
+        )
         return (
             f"bag: extracted {len(dataset)} frame(s) in {len(dataset.sequences)} sequence(s) "
-            f"from {index.image_topic} ({gt}) of {args.extract} to {out}"
+            f"from {safe_name(index.image_topic)} ({gt}) of {args.extract} to {out}"
         )
     from instrument_seg.data import load_dataset
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from instrument_seg.errors import InputError
+from instrument_seg.imagemsg import safe_text
 
 
 class Sequence(abc.ABC):
@@ -94,8 +95,8 @@ class Dataset:
                 pairs.append((FrameRef(s, 0), partner))
                 if warn is not None:
                     warn(
-                        f"sequence '{seq.name}' in {self.root} has one frame; it is paired with "
-                        "a random frame of another sequence"
+                        f"sequence {safe_text(seq.name)} in {self.root} has one frame; it is "
+                        "paired with a random frame of another sequence"
                     )
                 continue
             pairs += [(FrameRef(s, i), FrameRef(s, i + 1)) for i in range(len(seq) - 1)]

@@ -397,7 +397,8 @@ class BagIndex:
                 f"({safe_text(str(exc), 200)})"
             ) from exc
         for name in [n for seq, frames in plan for n in (seq, *frames)]:
-            if not name or name in (".", "..") or "/" in name or "\\" in name:
+            bad = not name or name in (".", "..") or "/" in name or "\\" in name
+            if bad or not name.isprintable():
                 raise InputError(
                     f"bag {self.path}'s metadata names a sequence or frame {safe_text(name)}, "
                     "which is not a file name"
