@@ -73,12 +73,16 @@ class TestEvaluatePredictAcrossBackends:
             pa, pb = (cv2.imread(p, cv2.IMREAD_UNCHANGED).astype(int) for p in probs)
             assert np.abs(pa - pb).max() <= 1  # 16-bit quantisation of equal probabilities
 
-    def test_bench(self, exported, tmp_path):
+    def test_bench(self, tiny_run, exported, tmp_path):
+        """The ONNX is in another folder than its checkpoint (its metadata names only the file,
+        not this machine's folders): the baseline is named with --torch-model."""
         out = tmp_path / "bench.json"
         proc = cli(
             "bench",
             "--model",
             exported,
+            "--torch-model",
+            tiny_run,
             "--backend",
             "onnxruntime",
             "--size",
