@@ -1,8 +1,9 @@
 """input_qos=sensor_data is best effort, NaN-producing models are rejected, 1 Hz diagnostics.
 
-One node with ``input_qos:=sensor_data`` (the default, set explicitly), a model whose head bias
+One node with ``input_qos:=sensor_data`` (set explicitly), a model whose head bias
 is NaN (every output NaN) and a fixed threshold (so the Segmenter itself does not refuse the
-map and the node's own finiteness check is what stops it), and the default diagnostics period.
+map and the node's own finiteness check is what stops it), and the default diagnostics period;
+it is also given two parameters it does not have.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ IMAGE, MASK = f"{NS}/image", f"{NS}/mask"
 @pytest.fixture(scope="module")
 def nan_node(tiny_models, tmp_path_factory):
     params = {"model_path": str(tiny_models["nan_onnx"]), "input_qos": "sensor_data",
-              "threshold": 0.5}
+              "threshold": 0.5, "queue_dept": 3, "foo": 1}  # two parameters it does not have
     node = rh.NodeProcess(tmp_path_factory.mktemp("qos") / "node.log", NS, params)
     probe = rh.Probe("seg_qos_probe")
     probe.subscribe(MASK, Image, rh.qos("sensor_data", 5))
@@ -78,3 +79,10 @@ def test_diagnostics_at_1_hz(nan_node):
     ]
     for a, b in zip(stamps, stamps[1:], strict=False):
         assert 0.7 <= b - a <= 1.3
+
+
+def test_unknown_parameters_named_once(nan_node):
+    node, _ = nan_node
+    lines = [ln for ln in node.output().splitlines() if "does not have" in ln]
+    assert len(lines) == 1 and "[WARN]" in lines[0], node.output()
+    assert "foo, queue_dept (did you mean queue_depth?)" in lines[0]

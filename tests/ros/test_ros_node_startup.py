@@ -41,6 +41,13 @@ def startup_failures(tiny_models, tmp_path_factory):
         "size_mismatch": {"model_path": onnx, "input_size": [128, 160]},
         "wrong_type": {"model_path": onnx, "queue_depth": "deep"},
         "nan_model": {"model_path": str(tiny_models["nan_onnx"])},  # Otsu refuses a NaN map
+        # values that used to fail inside configure/activate without saying which parameter
+        "depth_2_31": {"model_path": onnx, "queue_depth": 2147483648},
+        "depth_2_62": {"model_path": onnx, "queue_depth": 2**62},
+        "period_huge": {"model_path": onnx, "diagnostics_period": 1.0e300},
+        "period_tiny": {"model_path": onnx, "diagnostics_period": 1.0e-9},
+        "threads_huge": {"model_path": onnx, "threads": 100000},
+        "empty_size": {"model_path": onnx, "input_size": []},
     }
     return start_all(cases, tmp_path_factory.mktemp("startup"))
 
@@ -56,6 +63,12 @@ def startup_failures(tiny_models, tmp_path_factory):
         ("size_mismatch", ["64x80", "input_size is 128x160"]),
         ("wrong_type", ["queue_depth"]),
         ("nan_model", ["nan.onnx", "fails on a blank 64x80 frame", "NaN"]),
+        ("depth_2_31", ["parameter queue_depth is 2147483648; use 1 to 1000"]),
+        ("depth_2_62", ["parameter queue_depth is 4611686018427387904; use 1 to 1000"]),
+        ("period_huge", ["parameter diagnostics_period is 1e+300; use 0.1 to 3600 s"]),
+        ("period_tiny", ["parameter diagnostics_period is 1e-09; use 0.1 to 3600 s"]),
+        ("threads_huge", ["parameter threads is 100000; use 0 (default) to 256"]),
+        ("empty_size", ["parameter input_size is not set"]),
     ],
 )
 def test_one_fatal_line_and_exit_1(startup_failures, case, words):

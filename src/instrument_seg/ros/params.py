@@ -36,9 +36,11 @@ PACES = ("lockstep", "recorded", "fixed")
 MAX_CONSECUTIVE_MISSES = 3
 #: Parameters every rclpy node declares itself (not unknown when given).
 BUILTIN_PARAMETERS = ("use_sim_time", "start_type_description_service", "qos_overrides")
-#: The largest frame (width x height) the nodes accept by default: a 4096x4096 rgb8 frame is
-#: 48 MiB, more than the shipped FastDDS profile carries (docs/ros.md, "Frame size limit").
-MAX_PIXELS = 4096 * 4096
+#: The largest frame (H, W) the nodes accept by default, 4K UHD: its rgb8 frame is 23.7 MiB, its
+#: rgba8 frame and its 32FC1 confidence map 31.6 MiB, what the shipped FastDDS profile carries
+#: through shared memory (measured: docs/ros.md, "Frame size limit"; 4096x4096, 48 MiB, is not).
+MAX_FRAME = (2160, 3840)
+MAX_PIXELS = MAX_FRAME[0] * MAX_FRAME[1]
 #: The largest max_pixels: 8192 x 8192.
 MAX_PIXELS_LIMIT = 8192 * 8192
 #: input_size: each side at most this (or [0, 0]).
