@@ -242,6 +242,20 @@ class TestPngStructure:
         rgb = np.random.default_rng(1).integers(0, 256, (*shape, 3), dtype=np.uint8)
         np.testing.assert_array_equal(decode_compressed(make_png(rgb, interlace))[..., ::-1], rgb)
 
+    @pytest.mark.parametrize("transparency", [False, True])
+    def test_palette_png_with_and_without_trns(self, transparency, tmp_path):
+        """Palette images keep their colours (tRNS, ancillary, is not passed to OpenCV: alpha
+        is dropped anyway)."""
+        image = pytest.importorskip("PIL.Image")
+        rgb = np.random.default_rng(2).integers(0, 4, (9, 13, 3), dtype=np.uint8) * 60
+        pal = image.fromarray(rgb).quantize(colors=16)
+        path = tmp_path / "p.png"
+        pal.save(path, transparency=0) if transparency else pal.save(path)
+        data = path.read_bytes()
+        assert (b"tRNS" in data) == transparency and b"PLTE" in data
+        out = compressed_to_rgb8(types.SimpleNamespace(format="png", data=data))
+        np.testing.assert_array_equal(out, np.asarray(pal.convert("RGB")))
+
     @pytest.mark.parametrize(
         ("damage", "words"),
         [

@@ -194,7 +194,10 @@ def image_to_rgb8(msg: Any, max_pixels: int | None = None) -> np.ndarray:
 # not thread-safe). So the data's structure is checked here first, in Python and NumPy, and
 # OpenCV only sees data that libjpeg / libpng read without a complaint: the markers of a JPEG
 # up to its end-of-image marker, the chunks of a PNG with their CRCs and the inflated image
-# data (its length and every row's filter byte), and of a PNG only its critical chunks.
+# data (its length and every row's filter byte). libpng then gets only the PNG's critical
+# chunks, its image data already inflated (stored deflate blocks, copied rather than inflated a
+# second time): on a 1280x1024 frame the checked decode costs 1.2-1.4x OpenCV's alone for PNG
+# and 1.05-1.1x for JPEG (benchmarks/bench_decode.py, 2 shared cores, load average 6-8).
 
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 # JPEG start-of-frame markers SOF0-SOF15 (baseline, progressive, lossless, hierarchical...):
@@ -207,6 +210,7 @@ _JPEG_STANDALONE = frozenset({0x01, *range(0xD0, 0xD8)})
 _PNG_COLOUR = {0: (1, (1, 2, 4, 8, 16)), 2: (3, (8, 16)), 3: (1, (1, 2, 4, 8)),
                4: (2, (8, 16)), 6: (4, (8, 16))}  # fmt: skip
 _PNG_CRITICAL = (b"IHDR", b"PLTE", b"IDAT", b"IEND")
+_IDAT_MAX = 1 << 30  # bytes per IDAT chunk written (PNG allows up to 2**31 - 1)
 # Adam7 passes: (x0, y0, dx, dy).
 _ADAM7 = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2),
           (0, 1, 1, 2))  # fmt: skip
@@ -389,7 +393,15 @@ def _check_png(data: memoryview) -> bytes:
         if h and int(filters[start : start + h * (1 + row) : 1 + row].max()) > 4:
             raise _bad("PNG image data has an invalid row filter (corrupt data)")
         start += h * (1 + row)
-    return b"".join(kept)
+    # The image data goes to libpng already inflated, as stored (uncompressed) deflate blocks:
+    # libpng copies them instead of inflating a second time.
+    stored = memoryview(zlib.compress(raw, 0))
+    chunks = [c for c in kept if bytes(c[4:8]) not in (b"IDAT", b"IEND")]
+    for at in range(0, len(stored), _IDAT_MAX):
+        part = stored[at : at + _IDAT_MAX]
+        crc = zlib.crc32(part, zlib.crc32(b"IDAT"))
+        chunks += [len(part).to_bytes(4, "big"), b"IDAT", part, crc.to_bytes(4, "big")]
+    return b"".join([*chunks, kept[-1]])
 
 
 def decode_compressed(data: bytes | memoryview, max_pixels: int | None = None) -> np.ndarray:
