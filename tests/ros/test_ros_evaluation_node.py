@@ -152,6 +152,10 @@ class TestReplay:
         status, output, _, out = run_evaluation(plans[1], tmp_path)
         assert status == 0, output
         assert f"evaluation: {N_FRAMES}/{N_FRAMES} frame(s) answered (0 missed)" in output
+        # input_qos auto (the default): the mask subscription follows the segmentation node's
+        # reliable publisher before the first frame goes out
+        switched = f"input_qos auto: mask subscription {NS}/mask is now reliable"
+        assert switched in output and output.index(switched) < output.index("evaluation: ")
         report = json.loads((out / "report.json").read_text())
         assert report["settings"]["pace"] == "lockstep"
         assert report["frames_total"] == report["frames_answered"] == N_FRAMES
@@ -232,8 +236,8 @@ class TestListen:
             ), node.output()
             # the node's mask subscription has matched the segmentation node's publisher
             assert node.wait_for_output(f"ready: a segmentation node publishes {NS}/mask", 30)
-            # the ground-truth subscription is best effort (input_qos default): give its side of
-            # the match time to complete, or the first frames fall into the discovery race
+            # the ground-truth subscription adapts to the reliable player (input_qos auto): give
+            # the switch and its match time to complete, or the first frames fall into the race
             time.sleep(1.0)
             stamps = {}
             for seq in open_bag(bag):
@@ -256,6 +260,8 @@ class TestListen:
         assert node.proc.returncode == 0, output
         report = json.loads((out / "report.json").read_text())
         assert report["settings"]["mode"] == "listen"
+        assert report["settings"]["input_qos"] == "auto/5"
+        assert f"ground-truth subscription {gt_topic} is now reliable" in output
         assert report["frames_total"] == N_FRAMES
         assert report["frames_answered"] >= N_FRAMES - 2, output
         reference = by_frame(offline)

@@ -1,9 +1,13 @@
-"""Real-time plumbing for nodes: a latest-frame-wins mailbox, running counters, loss estimate.
+"""Real-time plumbing for nodes: a latest-frame-wins mailbox, running counters, the frames lost
+per publisher (:class:`StampGaps`), the ``input_qos: auto`` decision
+(:func:`adapted_reliability`), and when and how to explain frames that do not get through
+(:class:`DeliveryMonitor`, :func:`starvation_message`, :func:`starvation_fixes`).
 
-Plain Python (no rclpy), so it is unit-tested without DDS. The node's subscription callback
-puts each frame into a one-slot :class:`Mailbox` on the executor thread; a worker thread takes
-the newest one. A frame that was still waiting when a newer one arrived is replaced (and counted
-as dropped), so the node never builds a backlog whatever the camera rate.
+Plain Python (no rclpy), so it is unit-tested without DDS; the nodes only wire it. The node's
+subscription callback puts each frame into a one-slot :class:`Mailbox` on the executor thread;
+a worker thread takes the newest one. A frame that was still waiting when a newer one arrived
+is replaced (and counted as dropped), so the node never builds a backlog whatever the camera
+rate.
 """
 
 from __future__ import annotations

@@ -9,24 +9,32 @@ Topics (relative, remap them in launch):
   frame); each output is built only while something subscribes to it;
 - publishes ``/diagnostics`` (``diagnostic_msgs/DiagnosticArray``) every ``diagnostics_period``.
 
-QoS per REP-2003: ``input_qos`` (default sensor_data: best effort, matches every publisher) for
-the subscription, ``output_qos`` (default reliable) for the outputs. An incompatible-QoS event on
-any topic is counted in diagnostics and logged once per topic with both sides' policies.
+QoS: ``input_qos`` (default auto: adapted to the publishers, reliable while every one offers
+reliable, else best effort; :class:`~instrument_seg.ros.qos.AdaptiveSubscription`) for the
+subscription, ``output_qos`` (default reliable, REP-2003) for the outputs. An incompatible-QoS
+event on a fixed-QoS topic is counted in diagnostics and logged once per topic with both sides'
+policies. When publishers are matched but their frames do not get through
+(:class:`~instrument_seg.ros.realtime.DeliveryMonitor`), the node says what happens and the
+fixes in one warning (at most every 30 s) and in ``/diagnostics``.
 
 A lifecycle (managed) node: configure reads the parameters and loads the model, activate creates
-the publishers, the worker and the subscription, deactivate and cleanup free them; with
+the publishers, the worker and the subscription, deactivate and cleanup free them, shutdown
+frees everything and ends :func:`main`; a failed transition logs one sentence saying why; with
 ``autostart`` (default) :func:`main` configures and activates it at start-up.
 
 The executor thread only hands each frame to a one-slot mailbox; a worker thread converts,
 runs the :class:`~instrument_seg.inference.Segmenter` and publishes. A frame still waiting when
 a newer one arrives is dropped and counted, so latency never grows with a backlog; frames that
-never reached the node are counted as lost (the RMW's message-lost event, and an estimate from
-gaps in the header stamps). Malformed frames are rejected with a rate-limited warning (untrusted
-strings escaped and cut) and counted; the node keeps running. A model that cannot be loaded is
+never reached the node are counted as lost (the RMW's message-lost event, and per publisher the
+gaps in its publication sequence numbers, or in the header stamps where the RMW gives none).
+Malformed frames are rejected with a rate-limited warning (untrusted strings escaped and cut)
+and counted; the node keeps running. A model that cannot be loaded is
 one fatal log line and exit status 1.
 
 All parameters are declared from :data:`instrument_seg.ros.params.SEGMENTATION` (with
-descriptions) and listed with their defaults in ``config/seg.yaml``. They are read-only.
+descriptions and ranges) and listed with their defaults in ``config/seg.yaml``. They are
+read-only; a value out of range or of the wrong type fails configure with one sentence, and
+parameters the node does not have are named in one warning at start-up.
 """
 
 from __future__ import annotations
