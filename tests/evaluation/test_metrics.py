@@ -2,7 +2,15 @@ import numpy as np
 import pytest
 
 from instrument_seg.errors import InputError
-from instrument_seg.evaluation.metrics import EPS, dice, iou, score, summarize
+from instrument_seg.evaluation.metrics import (
+    EPS,
+    dice,
+    iou,
+    precision,
+    recall,
+    score,
+    summarize,
+)
 from instrument_seg.imaging import binarize, otsu_threshold, remove_small_components
 
 
@@ -80,3 +88,17 @@ class TestThresholds:
         prob[:, :5] = 1.0
         s = score(prob, gt)
         assert s["iou"] > 0.9 and s["dice"] > 0.9
+
+    def test_precision_and_recall_by_hand(self):
+        gt = np.zeros((4, 4), bool)
+        gt[:2] = True  # 8 pixels
+        pred = np.zeros((4, 4), bool)
+        pred[:1] = True  # 4 pixels, all instrument
+        pred[3, 0] = True  # and one false positive
+        assert precision(pred, gt) == pytest.approx(4 / 5)
+        assert recall(pred, gt) == pytest.approx(4 / 8)
+        empty = np.zeros((4, 4), bool)
+        assert precision(empty, empty) == pytest.approx(1.0)
+        assert recall(empty, gt) == pytest.approx(0.0)
+        s = score(pred.astype(np.float32), gt, method="official", value=0.5, min_area=0)
+        assert s["precision"] == pytest.approx(4 / 5) and s["recall"] == pytest.approx(0.5)

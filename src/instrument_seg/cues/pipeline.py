@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import groupby
 from typing import Any
 
 import numpy as np
@@ -13,6 +14,7 @@ from instrument_seg.cues.anchors import make_anchors
 from instrument_seg.cues.cache import cache_dir_setting, compute_cues, workers_setting
 from instrument_seg.cues.maps import check_cue_names
 from instrument_seg.cues.motion import sequence_motion
+from instrument_seg.cues.refine import check_settings, refine_sequence
 from instrument_seg.data import Dataset
 from instrument_seg.errors import InputError
 from instrument_seg.imaging import field_of_view, resize_rgb
@@ -106,4 +108,34 @@ def dataset_cues(
             FrameCues(seq.name, seq.frame_name(i), frames[i], cues[i], gts[i], fov)
             for i in range(len(seq))
         ]
+    return out
+
+
+def dataset_anchors(
+    frames: Sequence[FrameCues],
+    enabled: Sequence[str],
+    settings: Mapping[str, Any] | None = None,
+    still_images: bool = False,
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``(a_pos, a_neg)`` of every frame, refined per sequence (:mod:`instrument_seg.cues.refine`).
+
+    Args:
+        frames: the frames' cues, a sequence's frames consecutive and in order.
+        enabled: the cues fused into the anchors.
+        settings: the ``anchors:`` config section (None or all off: the fused cues alone).
+        still_images: the frames are unrelated stills: no temporal fusion.
+
+    Returns:
+        One ``(a_pos, a_neg)`` pair per frame, float32 (h, w), 0 outside the field of view.
+    """
+    s = check_settings(settings or {})
+    if still_images:
+        s["temporal"] = 0
+    out: list[tuple[np.ndarray, np.ndarray]] = []
+    for _, group in groupby(frames, key=lambda fc: fc.sequence):
+        seq = list(group)
+        raw = [fc.anchors(enabled) for fc in seq]
+        if s["highlights"] or s["temporal"] or s["border"]:
+            raw = refine_sequence([fc.image for fc in seq], raw, seq[0].fov, s)
+        out += raw
     return out

@@ -13,7 +13,7 @@ from typing import Any
 
 from instrument_seg.config import working_size
 from instrument_seg.cues.anchors import cue_combinations
-from instrument_seg.cues.pipeline import FrameCues, dataset_cues
+from instrument_seg.cues.pipeline import FrameCues, dataset_anchors, dataset_cues
 from instrument_seg.data import Dataset
 from instrument_seg.evaluation.metrics import score, summarize
 
@@ -30,37 +30,56 @@ def threshold_kwargs(config: Mapping[str, Any]) -> dict[str, Any]:
     return {"method": t["method"], "value": float(t["value"]), "min_area": float(t["min_area"])}
 
 
+METRICS = ("iou", "dice", "precision", "recall")
+#: Report key of the refined all-cue anchor (config ``anchors:``), beside the combinations.
+REFINED = "refined"
+
+
+def _refining(config: Mapping[str, Any]) -> bool:
+    a = config.get("anchors") or {}
+    return bool(a.get("highlights") or a.get("temporal") or a.get("border"))
+
+
 def evaluate_cues(frames: Sequence[FrameCues], config: Mapping[str, Any]) -> dict[str, Any]:
-    """Scores every cue combination on every frame that has ground truth.
+    """Scores every cue combination on every frame that has ground truth, and the refined
+    anchor of all enabled cues when a refinement of the ``anchors:`` section is on.
 
     Returns:
-        ``{"combinations": {key: {anchor: {"iou": {mean, std, n}, "dice": {...}}}},
-        "frames": [{"sequence", "frame", "scores": {key: {anchor: {"iou", "dice"}}}}]}``
-        where ``key`` is e.g. ``color+objectness`` and ``anchor`` is ``a_pos`` or ``1-a_neg``.
+        ``{"combinations": {key: {anchor: {metric: {mean, std, n}}}},
+        "frames": [{"sequence", "frame", "scores": {key: {anchor: {metric}}}}]}``
+        where ``key`` is e.g. ``color+objectness`` (or ``refined``), ``anchor`` is ``a_pos``
+        or ``1-a_neg`` and ``metric`` one of ``iou``, ``dice``, ``precision``, ``recall``.
     """
-    combos = cue_combinations(config["cues"]["enabled"])
+    enabled = config["cues"]["enabled"]
+    combos = [combo_key(c) for c in cue_combinations(enabled)]
+    anchors = {key: [fc.anchors(key.split("+")) for fc in frames] for key in combos}
+    if _refining(config):
+        combos.append(REFINED)
+        anchors[REFINED] = dataset_anchors(
+            frames, enabled, config["anchors"], bool(config["data"]["still_images"])
+        )
     thr = threshold_kwargs(config)
     per_frame = []
-    for fc in frames:
+    for k, fc in enumerate(frames):
         if fc.gt is None:
             continue
         scores = {}
-        for combo in combos:
-            a_pos, a_neg = fc.anchors(combo)  # both 0 outside the field of view
-            scores[combo_key(combo)] = {
+        for key in combos:
+            a_pos, a_neg = anchors[key][k]  # both 0 outside the field of view
+            scores[key] = {
                 "a_pos": score(a_pos, fc.gt, fc.fov, **thr),
                 "1-a_neg": score(1.0 - a_neg, fc.gt, fc.fov, **thr),
             }
         per_frame.append({"sequence": fc.sequence, "frame": fc.name, "scores": scores})
     summary = {
-        combo_key(c): {
+        key: {
             anchor: {
-                metric: summarize([f["scores"][combo_key(c)][anchor][metric] for f in per_frame])
-                for metric in ("iou", "dice")
+                metric: summarize([f["scores"][key][anchor][metric] for f in per_frame])
+                for metric in METRICS
             }
             for anchor in ANCHOR_KEYS
         }
-        for c in combos
+        for key in combos
     }
     return {"combinations": summary, "frames": per_frame}
 
@@ -119,10 +138,12 @@ def best_combination(report: Mapping[str, Any]) -> tuple[str, dict[str, Any]] | 
 
 
 def format_table(summary: Mapping[str, Any]) -> str:
-    """A Markdown table of mean ± std IoU / Dice (%) per combination and anchor."""
+    """A Markdown table of mean ± std IoU / Dice (%) per combination and anchor, and the
+    precision / recall (%) of ``a_pos`` (the network needs precise anchors more than complete
+    ones)."""
     lines = [
-        "| cues | a_pos IoU | a_pos Dice | 1-a_neg IoU | 1-a_neg Dice |",
-        "|---|---|---|---|---|",
+        "| cues | a_pos IoU | a_pos Dice | a_pos P / R | 1-a_neg IoU | 1-a_neg Dice |",
+        "|---|---|---|---|---|---|",
     ]
     for key, row in summary.items():
         cells = [
@@ -130,5 +151,7 @@ def format_table(summary: Mapping[str, Any]) -> str:
             for a in ANCHOR_KEYS
             for m in ("iou", "dice")
         ]
+        precision, recall = (100 * row["a_pos"][m]["mean"] for m in ("precision", "recall"))
+        cells.insert(2, f"{precision:.1f} / {recall:.1f}")
         lines.append(f"| {key} | " + " | ".join(cells) + " |")
     return "\n".join(lines)

@@ -32,6 +32,20 @@ def dice(pred: np.ndarray, gt: np.ndarray) -> float:
     return float((2 * np.logical_and(p, g).sum() + EPS) / (p.sum() + g.sum() + EPS))
 
 
+def precision(pred: np.ndarray, gt: np.ndarray) -> float:
+    """``(|P∩G| + eps) / (|P| + eps)``: the share of the prediction that is instrument."""
+    _check_pair(pred, gt)
+    p, g = pred.astype(bool), gt.astype(bool)
+    return float((np.logical_and(p, g).sum() + EPS) / (p.sum() + EPS))
+
+
+def recall(pred: np.ndarray, gt: np.ndarray) -> float:
+    """``(|P∩G| + eps) / (|G| + eps)``: the share of the instrument that is predicted."""
+    _check_pair(pred, gt)
+    p, g = pred.astype(bool), gt.astype(bool)
+    return float((np.logical_and(p, g).sum() + EPS) / (g.sum() + EPS))
+
+
 def summarize(values: Sequence[float]) -> dict[str, float]:
     """Mean and population standard deviation over frames."""
     arr = np.asarray(values, dtype=np.float64)
@@ -43,7 +57,8 @@ def summarize(values: Sequence[float]) -> dict[str, float]:
 def score(
     prob: np.ndarray, gt: np.ndarray, valid: np.ndarray | None = None, **threshold
 ) -> dict[str, float]:
-    """IoU and Dice of a map against ground truth, the map resized to the ground truth first.
+    """IoU, Dice, precision and recall of a map against ground truth, the map resized to the
+    ground truth first.
 
     Args:
         prob: (h, w) map.
@@ -57,4 +72,9 @@ def score(
     if valid is not None:
         valid = resize_mask(valid, gt.shape)
     pred = binarize(prob, valid=valid, **threshold)
-    return {"iou": iou(pred, gt), "dice": dice(pred, gt)}
+    return {
+        "iou": iou(pred, gt),
+        "dice": dice(pred, gt),
+        "precision": precision(pred, gt),
+        "recall": recall(pred, gt),
+    }

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from instrument_seg.config import working_size
-from instrument_seg.cues.pipeline import FrameCues, dataset_cues
+from instrument_seg.cues.pipeline import FrameCues, dataset_anchors, dataset_cues
 from instrument_seg.data import Dataset
 from instrument_seg.errors import InputError
 from instrument_seg.imaging import resize_mask
@@ -90,18 +90,21 @@ def _anchors(
     enabled: list[str],
     size: tuple[int, int],
     smoothing: int = 1,
+    refine: Mapping[str, Any] | None = None,
+    still_images: bool = False,
 ) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """Per frame ``(a_pos, a_neg)``: the cue anchors, or the ground truth (resized nearest, so
-    its area is kept) on the supervised frames (all at 100 %, even frames of each sequence at
-    50 %)."""
+    """Per frame ``(a_pos, a_neg)``: the cue anchors (refined per ``refine``, the ``anchors:``
+    config section), or the ground truth (resized nearest, so its area is kept) on the
+    supervised frames (all at 100 %, even frames of each sequence at 50 %)."""
     index_in_seq = [i for seq in dataset.sequences for i in range(len(seq))]
+    cue_anchors = dataset_anchors(frames, enabled, refine, still_images)
     a_pos, a_neg = [], []
-    for fc, i in zip(frames, index_in_seq, strict=True):
+    for fc, i, anchors in zip(frames, index_in_seq, cue_anchors, strict=True):
         if supervision == 100 or (supervision == 50 and i % 2 == 0):
             gt = resize_mask(fc.gt, size).astype(np.float32)
             pos, neg = gt, 1.0 - gt
         else:
-            pos, neg = smooth_anchor(fc.anchors(enabled), smoothing)
+            pos, neg = smooth_anchor(anchors, smoothing)
         a_pos.append(pos)
         a_neg.append(neg)
     return a_pos, a_neg
@@ -147,7 +150,16 @@ def build_training_set(
     if smoothing < 1:
         raise InputError(f"train.anchor_smoothing must be 1 (none) or more, got {smoothing}")
     size = working_size(config)
-    a_pos, a_neg = _anchors(frames, dataset, supervision, enabled, size, smoothing)
+    a_pos, a_neg = _anchors(
+        frames,
+        dataset,
+        supervision,
+        enabled,
+        size,
+        smoothing,
+        config.get("anchors"),
+        bool(config["data"]["still_images"]),
+    )
     feats = None
     if features is not None:
         cache = FeatureCache(features, tuple(config["features"]["size"]), cache_dir)
