@@ -316,6 +316,17 @@ class TestBadBag:
         assert f"cannot evaluate: bag {missing} does not exist" in line
         assert not out.exists()
 
+    def test_out_of_range_and_unknown_parameters(self, plans, tmp_path):
+        status, output, _, out = run_evaluation(
+            plans[1], tmp_path, mask_timeout=1.0e300, mask_timout=3.0
+        )
+        assert status == 1
+        (line,) = fatal_lines(output)
+        assert "cannot evaluate: parameter mask_timeout is 1e+300; use 0.1 to 3600 s" in line
+        warnings = [ln for ln in output.splitlines() if "does not have" in ln]
+        assert len(warnings) == 1 and "mask_timout (did you mean mask_timeout?)" in warnings[0]
+        assert not out.exists()
+
     def test_topic_absent(self, plans, tmp_path):
         status, output, _, out = run_evaluation(plans[1], tmp_path, bag_gt_topic="/labels")
         assert status == 1
