@@ -1,6 +1,6 @@
 import pytest
 
-from instrument_seg.config import complete_config, load_config, parse_override
+from instrument_seg.config import complete_config, inference_size, load_config, parse_override
 from instrument_seg.errors import InputError
 
 
@@ -51,3 +51,19 @@ class TestConfig:
         assert config["cues"]["objectness"] == load_config()["cues"]["objectness"]
         assert "removed_long_ago" not in config
         assert complete_config(None) is None
+
+
+class TestInferenceSize:
+    def test_default_runs_at_twice_the_training_size(self):
+        config = load_config()
+        assert inference_size(config) == tuple(2 * v for v in config["data"]["size"])
+
+    def test_scale_one_is_the_training_size(self):
+        config = load_config([], ["model.inference_scale=1", "data.size=[64,96]"])
+        assert inference_size(config) == (64, 96)
+
+    @pytest.mark.parametrize("bad", ["0", "1.5", "true", "5"])
+    def test_bad_scale(self, bad):
+        config = load_config([], [f"model.inference_scale={bad}"])
+        with pytest.raises(InputError, match="model.inference_scale"):
+            inference_size(config)

@@ -38,9 +38,15 @@ def frames(n: int = 3, size: tuple[int, int] = SIZE, seed: int = 3) -> list[np.n
 
 
 def write_run(
-    out: Path, width: int = 4, depth: int = 2, size: tuple[int, int] = SIZE, steps: int = 40
+    out: Path,
+    width: int = 4,
+    depth: int = 2,
+    size: tuple[int, int] = SIZE,
+    steps: int = 40,
+    scale: int = 1,
 ) -> Path:
-    """Writes ``out/checkpoint.pt`` (and returns ``out``): a briefly fitted tiny U-Net."""
+    """Writes ``out/checkpoint.pt`` (and returns ``out``): a briefly fitted tiny U-Net that runs
+    at ``scale`` times its training size ``size``."""
     config = load_config(
         [],
         [
@@ -48,6 +54,7 @@ def write_run(
             f"model.width={width}",
             f"model.depth={depth}",
             f"data.size=[{size[0]},{size[1]}]",
+            f"model.inference_scale={scale}",
         ],
     )
     torch.manual_seed(0)

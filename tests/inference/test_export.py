@@ -13,7 +13,7 @@ import torch
 from onnx import numpy_helper
 
 from inference import support
-from inference.support import one_sentence
+from inference.support import one_sentence, write_run
 from instrument_seg.errors import InputError
 from instrument_seg.inference import export as export_module
 from instrument_seg.inference.base import tensorrt_usable
@@ -63,6 +63,15 @@ class TestExport:
         dims = [d.dim_value or d.dim_param for d in inp.type.tensor_type.shape.dim]
         assert dims == ["batch", 3, 32, 48]
         assert result.input_size == (32, 48)
+
+    def test_default_size_is_the_inference_size(self, tmp_path):
+        run = write_run(tmp_path / "run", size=(32, 48), steps=2, scale=2)
+        payload = load_checkpoint(run)
+        h, w = payload["input_size"]
+        assert payload["inference_size"] == [2 * h, 2 * w]  # model.inference_scale: 2
+        assert export(run, tmp_path / "m.onnx").input_size == (2 * h, 2 * w)
+        del payload["inference_size"]  # a checkpoint from before the key runs at its own size
+        assert ModelContract.from_checkpoint(payload).input_size == (h, w)
 
     def test_fp16_graph(self, run):
         payload = load_checkpoint(run)

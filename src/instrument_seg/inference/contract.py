@@ -97,12 +97,14 @@ class ModelContract:
 
         Args:
             payload: the checkpoint dictionary; its ``path`` entry names the file.
-            input_size: (H, W) to run at instead of the checkpoint's training size.
+            input_size: (H, W) to run at instead of the checkpoint's inference size.
         """
         norm = payload.get("normalization") or {}
 
         path = payload.get("path")
-        size = input_size or tuple(payload["input_size"])
+        # the size it runs at (model.inference_scale x data.size); older checkpoints: the
+        # training size
+        size = input_size or tuple(payload.get("inference_size") or payload["input_size"])
         return cls(
             input_size=(int(size[0]), int(size[1])),
             mean=tuple(float(v) for v in norm.get("mean", NORM_MEAN)),

@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from instrument_seg.config import working_size
+from instrument_seg.config import inference_size, working_size
 from instrument_seg.errors import InputError
 from instrument_seg.fileio import atomic_path
 from instrument_seg.model.contract import (
@@ -42,7 +42,8 @@ def checkpoint_payload(
     test_sequences: Sequence[str] = (),
 ) -> dict[str, Any]:
     """The checkpoint of ``model`` (what ``checkpoint.pt`` holds and :func:`load_checkpoint`
-    reads): weights, the preprocessing contract (input size = ``data.size``, normalisation),
+    reads): weights, the preprocessing contract (training size = ``data.size``; the size it
+    runs at = ``model.inference_scale`` times that; normalisation),
     the split and the resolved config; the optimizer's state too when given (for resuming)."""
     kwargs = model_kwargs(config)
     mean, std = normalization(kwargs)  # the encoder's pretraining (ImageNet's for the U-Net)
@@ -50,6 +51,7 @@ def checkpoint_payload(
         "format": CHECKPOINT_FORMAT,
         "model_kwargs": kwargs,
         "input_size": list(working_size(config)),
+        "inference_size": list(inference_size(config)),
         "normalization": {"mean": list(mean), "std": list(std), "channels": CHANNEL_ORDER},
         "setting": setting,
         "fold": fold,
