@@ -229,7 +229,7 @@ def make_model(out: Path) -> Path:
 
     config = default_config()
     config["data"]["size"] = [256, 320]
-    config["model"].update(encoder="unet", width=16, depth=4)
+    config["model"].update(encoder="unet", width=16, depth=4, inference_scale=1)  # at 256x320
     torch.manual_seed(0)
     model = UNet(**model_kwargs(config)).eval()
     checkpoint = out / "checkpoint.pt"

@@ -102,7 +102,7 @@ class TestSegmentationSettings:
             output_qos="reliable",
             transport="raw",
             queue_depth=5,
-            max_pixels=4096 * 4096,
+            max_pixels=3840 * 2160,
             publish_overlay=True,
             threads=0,
             diagnostics_period=1.0,

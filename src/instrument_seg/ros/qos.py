@@ -53,7 +53,18 @@ class AdaptiveSubscription:
     """A subscription whose QoS follows ``input_qos``: fixed (``reliable``, ``sensor_data``) or
     ``auto``, adapted to the publishers as rosbag2 adapts its recorder
     (:func:`instrument_seg.ros.realtime.adapted_reliability`): reliable while every publisher
-    offers reliable, best effort as soon as one offers best effort or while none is there.
+    offers reliable, best effort as soon as one offers best effort or before any is there (once
+    decided, the decision stays while the publishers are gone: no churn while a camera restarts).
+
+    Args:
+        node: the rclpy node that owns the subscription.
+        msg_type: the message type.
+        topic: the topic name (relative names resolve in the node's namespace).
+        callback: the subscription callback.
+        mode: ``auto``, ``reliable`` or ``sensor_data``.
+        depth: the keep-last history depth.
+        event_callbacks: ``SubscriptionEventCallbacks`` for every subscription created.
+        what: how the change log line names the subscription.
 
     :meth:`poll` (from a timer, and when an incompatible-QoS event says a publisher cannot
     match) re-decides and, when the decision changes, destroys the subscription and creates it
