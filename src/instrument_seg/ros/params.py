@@ -1,13 +1,16 @@
 """The nodes' parameters in one place: tables, validation and the validated settings.
 
 Each node's parameters are one table (:data:`SEGMENTATION`, :data:`EVALUATION`) of
-:class:`Parameter` rows: name, default (its type is the ROS parameter's type), description and
-what a valid value is. ``config/seg.yaml`` and ``config/eval.yaml`` list the same names with the
-same defaults, and the parameter tables of docs/ros.md and docs/evaluation.md the same rows (a
-test keeps the four in step). :func:`segmentation_settings` and :func:`evaluation_settings`
-check raw values (name -> value, as a node or a launch file has them) and return typed
-settings; a bad value raises :class:`~instrument_seg.errors.InputError`, one sentence naming
-the parameter and the value.
+:class:`~instrument_seg.ros.param_table.Parameter` rows: name, default (its type is the ROS
+parameter's type), description and what a valid value is. ``config/seg.yaml`` and
+``config/eval.yaml`` list the same names with the same defaults, and the parameter tables of
+docs/ros.md and docs/evaluation.md the same rows (a test keeps the four in step).
+:func:`segmentation_settings` and :func:`evaluation_settings` check raw values (name -> value, as
+a node or a launch file has them) and return typed settings; a bad value raises
+:class:`~instrument_seg.errors.InputError`, one sentence naming the parameter and the value.
+
+What acts on any table (:func:`declare`, :func:`checked`, :func:`unknown_parameters`, ...) is
+in :mod:`instrument_seg.ros.param_table` and importable from here too.
 
 Importing this module needs no ROS (launch files and tests use it without rclpy); only
 :func:`declare`, handed a node, imports ``rcl_interfaces``.
@@ -15,13 +18,54 @@ Importing this module needs no ROS (launch files and tests use it without rclpy)
 
 from __future__ import annotations
 
-import difflib
 import math
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from instrument_seg.errors import InputError
+from instrument_seg.ros.param_table import (
+    BUILTIN_PARAMETERS,
+    Parameter,
+    Table,
+    checked,
+    declare,
+    defaults,
+    override_problem,
+    unknown_parameters,
+    unknown_warning,
+    values_of,
+)
+
+__all__ = [
+    "BACKENDS",
+    "BUILTIN_PARAMETERS",
+    "EVALUATION",
+    "INPUT_QOS_CHOICES",
+    "MAX_CONSECUTIVE_MISSES",
+    "MAX_FRAME",
+    "MAX_INPUT_SIDE",
+    "MAX_PIXELS",
+    "MAX_PIXELS_LIMIT",
+    "MODES",
+    "PACES",
+    "QOS_CHOICES",
+    "SEGMENTATION",
+    "TRANSPORTS",
+    "EvaluationSettings",
+    "Parameter",
+    "SegmentationSettings",
+    "Table",
+    "checked",
+    "declare",
+    "defaults",
+    "evaluation_settings",
+    "override_problem",
+    "parse_threshold",
+    "segmentation_settings",
+    "unknown_parameters",
+    "unknown_warning",
+    "values_of",
+]
 
 #: Inference backends, as :data:`instrument_seg.inference.BACKENDS` (a test keeps them equal;
 #: importing the inference package here would load OpenCV into every launch file).
@@ -34,8 +78,6 @@ MODES = ("replay", "listen")
 PACES = ("lockstep", "recorded", "fixed")
 #: Lockstep replay ends the run when this many frames in a row go unanswered.
 MAX_CONSECUTIVE_MISSES = 3
-#: Parameters every rclpy node declares itself (not unknown when given).
-BUILTIN_PARAMETERS = ("use_sim_time", "start_type_description_service", "qos_overrides")
 #: The largest frame (H, W) the nodes accept by default, 4K UHD: its rgb8 frame is 23.7 MiB, its
 #: rgba8 frame and its 32FC1 confidence map 31.6 MiB, what the shipped FastDDS profile carries
 #: through shared memory (measured: docs/ros.md, "Frame size limit"; 4096x4096, 48 MiB, is not).
@@ -46,144 +88,6 @@ MAX_PIXELS_LIMIT = 8192 * 8192
 #: input_size: each side at most this (or [0, 0]).
 MAX_INPUT_SIDE = 8192
 
-
-@dataclass(frozen=True)
-class Parameter:
-    """One read-only node parameter.
-
-    Attributes:
-        name: the ROS parameter name.
-        default: its default; its type is the parameter's ROS type (float: double).
-        description: what ``ros2 param describe`` shows.
-        choices: the valid values of a string parameter (empty: any).
-        required: for a string: the hint of the error an empty value raises (empty: allowed).
-        minimum: for a number: the smallest valid value, inclusive (None: no bound).
-        maximum: for a number: the largest valid value, inclusive (None: no bound).
-        minimum_note: what the minimum means, in the error sentence (e.g. ``" (all)"``).
-        unit: the unit of a number, for the error sentence and the constraints (e.g. ``"s"``).
-        note: the valid values in words where no choices or range say them.
-        dynamic_typing: it also accepts values of another type (an integer or a numeric string
-            for a double; a number for the threshold word).
-    """
-
-    name: str
-    default: Any
-    description: str
-    choices: tuple[str, ...] = ()
-    required: str = ""
-    minimum: float | None = None
-    maximum: float | None = None
-    minimum_note: str = ""
-    unit: str = ""
-    note: str = ""
-    dynamic_typing: bool = False
-
-    def range_text(self) -> str:
-        """The valid range in words (``"1 to 1000"``, ``"0 (default) to 256"``); "" if none."""
-        if self.minimum is None and self.maximum is None:
-            return ""
-        unit = f" {self.unit}" if self.unit else ""
-        low, high = _num_text(self.minimum), _num_text(self.maximum)
-        if self.maximum is None:
-            return f"{low}{self.minimum_note} or more{unit}"
-        if self.minimum is None:
-            return f"at most {high}{unit}"
-        return f"{low}{self.minimum_note} to {high}{unit}"
-
-    def constraints(self) -> str:
-        """The valid values in words, for the descriptor's ``additional_constraints``."""
-        if self.choices:
-            return f"one of {', '.join(self.choices)}"
-        if self.range_text():
-            return f"from {self.range_text()}"
-        if self.note:
-            return self.note
-        if self.required:
-            return "not empty"
-        return ""
-
-    def check(self, value: Any) -> Any:
-        """Checks one raw value and converts it to the default's type.
-
-        Strings without choices come back stripped, floats as ``float`` (numeric strings from a
-        launch file included), integers as ``int``, lists as lists of ``int``; others as they
-        are.
-
-        Raises:
-            InputError: one sentence naming the parameter and the bad value.
-        """
-        if self.choices:
-            if value not in self.choices:
-                raise InputError(
-                    f"parameter {self.name} is '{value}'; use one of {', '.join(self.choices)}"
-                )
-            return value
-        if isinstance(self.default, bool):
-            if not isinstance(value, bool):
-                raise InputError(
-                    f"parameter {self.name} is {_quoted(value)}; it must be true or false"
-                )
-            return value
-        if isinstance(self.default, (int, float)):
-            number = _number(value, integer=isinstance(self.default, int))
-            if number is None:
-                kind = "an integer" if isinstance(self.default, int) else "a number"
-                raise InputError(f"parameter {self.name} is {_quoted(value)}; it must be {kind}")
-            low = -math.inf if self.minimum is None else self.minimum
-            high = math.inf if self.maximum is None else self.maximum
-            if not (math.isfinite(number) and low <= number <= high):
-                raise InputError(f"parameter {self.name} is {value}; use {self.range_text()}")
-            return number
-        if isinstance(self.default, list):
-            if not isinstance(value, (list, tuple)) or not all(
-                isinstance(v, int) and not isinstance(v, bool) for v in value
-            ):
-                raise InputError(
-                    f"parameter {self.name} is {_quoted(value)}; it must be a list of integers"
-                )
-            return [int(v) for v in value]
-        if isinstance(self.default, str):
-            if not isinstance(value, str) and not self.dynamic_typing:
-                raise InputError(f"parameter {self.name} is {_quoted(value)}; it must be a string")
-            text = str(value).strip()
-            if self.required and not text:
-                raise InputError(f"parameter {self.name} is empty; {self.required}")
-            return text
-        return value
-
-
-def _num_text(value: float | None) -> str:
-    """A bound in words: integers in full, floats as ``%g``."""
-    return str(value) if isinstance(value, int) else f"{value:g}"
-
-
-def _quoted(value: Any) -> str:
-    """A raw value for an error sentence: strings quoted, ``None`` as "not set"."""
-    if value is None:
-        return "not set (an empty list or a value without a type)"
-    if isinstance(value, str):
-        return f"'{value}'"
-    return str(value)
-
-
-def _number(value: Any, integer: bool) -> float | int | None:
-    """``value`` as an int (``integer``) or a float; a float also from an int or a numeric
-    string; None when it is not one."""
-    if isinstance(value, bool):
-        return None
-    if integer:
-        return value if isinstance(value, int) else None
-    if isinstance(value, (int, float)):
-        return float(value)
-    if isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            return None
-    return None
-
-
-Table = tuple[Parameter, ...]
 
 #: segmentation_node's parameters, in config/seg.yaml's order.
 SEGMENTATION: Table = (
@@ -417,118 +321,6 @@ EVALUATION: Table = (
         maximum=1000,
     ),
 )
-
-
-def defaults(table: Table) -> dict[str, Any]:
-    """name -> default, in the table's order (what the YAML file lists)."""
-    return {p.name: p.default for p in table}
-
-
-def checked(table: Table, values: dict[str, Any]) -> dict[str, Any]:
-    """Checks every value against its row (:meth:`Parameter.check`) and converts it to the
-    default's type.
-
-    Raises:
-        InputError: one sentence naming the parameter and its bad value.
-    """
-    return {p.name: p.check(values[p.name]) for p in table}
-
-
-def unknown_parameters(names: Iterable[str], table: Table) -> list[str]:
-    """The names in ``names`` (parameters given to a node) that ``table`` does not declare,
-    sorted; rclpy's own parameters (``use_sim_time``, ...) are not unknown."""
-    known = {p.name for p in table} | set(BUILTIN_PARAMETERS)
-    return sorted(n for n in set(names) - known if not n.startswith("qos_overrides."))
-
-
-def unknown_warning(node_name: str, names: list[str], table: Table) -> str:
-    """One sentence about parameters a node was given but does not have, with the closest
-    known name for each where one is close (a typo)."""
-    known = [p.name for p in table]
-    parts = []
-    for name in names:
-        close = difflib.get_close_matches(name, known, n=1)
-        parts.append(f"{name} (did you mean {close[0]}?)" if close else name)
-    return (
-        f"ignoring parameter(s) that {node_name} does not have: {', '.join(parts)}; its "
-        f"parameters are {', '.join(known)}"
-    )
-
-
-def override_problem(p: Parameter, value: Any) -> str:
-    """Why a value given for ``p`` (a ``-p`` override or a YAML file's) cannot be used, in one
-    sentence; "" when it is fine. Values of another ROS type than the default's count as bad
-    unless ``p.dynamic_typing`` (a double takes an integer then)."""
-    if not p.dynamic_typing and value is not None:
-        expected = type(p.default)
-        if expected is float and isinstance(value, int) and not isinstance(value, bool):
-            return (
-                f"parameter {p.name} is {value}, an integer; it must be a double (write "
-                f"{value}.0)"
-            )
-        if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
-            kinds = {bool: "true or false", int: "an integer", float: "a double",
-                     str: "a string", list: "a list of integers"}
-            return f"parameter {p.name} is {_quoted(value)}; it must be {kinds[expected]}"
-    try:
-        p.check(value)
-    except InputError as exc:
-        return str(exc)
-    return ""
-
-
-def declare(node: Any, table: Table) -> dict[str, str]:
-    """Declares every parameter of ``table`` on an rclpy ``node``: read-only, with its
-    description, its valid values as ``additional_constraints`` and its range as the
-    descriptor's ``integer_range`` / ``floating_point_range``.
-
-    A value given to the node (``-p``, a params file) that is of the wrong type or out of range
-    does not raise here: the parameter keeps its default and the problem is returned, so that a
-    lifecycle node comes up and reports it when it is configured (one sentence each).
-
-    Returns:
-        name -> the sentence saying why the given value was refused (empty: all fine).
-    """
-    from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
-    from rclpy.exceptions import ParameterException
-
-    overrides = getattr(node, "_parameter_overrides", {}) or {}
-    problems: dict[str, str] = {}
-    for p in table:
-        descriptor = ParameterDescriptor(
-            description=p.description,
-            additional_constraints=p.constraints(),
-            read_only=True,
-            dynamic_typing=p.dynamic_typing,
-        )
-        integer = isinstance(p.default, int) and not isinstance(p.default, bool)
-        if integer and p.minimum is not None:
-            high = p.maximum if p.maximum is not None else 2**63 - 1
-            descriptor.integer_range = [
-                IntegerRange(from_value=int(p.minimum), to_value=int(high), step=1)
-            ]
-        elif isinstance(p.default, float) and p.minimum is not None and p.maximum is not None:
-            descriptor.floating_point_range = [
-                FloatingPointRange(
-                    from_value=float(p.minimum), to_value=float(p.maximum), step=0.0
-                )
-            ]
-        given = overrides.get(p.name)
-        problem = override_problem(p, given.value) if given is not None else ""
-        if not problem:
-            try:
-                node.declare_parameter(p.name, p.default, descriptor)
-                continue
-            except ParameterException as exc:  # what rclpy refuses that the check let through
-                problem = f"parameter {p.name}: {exc}"
-        problems[p.name] = problem
-        node.declare_parameter(p.name, p.default, descriptor, ignore_override=True)
-    return problems
-
-
-def values_of(node: Any, table: Table) -> dict[str, Any]:
-    """The current values (name -> value) of the parameters ``table`` declared on ``node``."""
-    return {p.name: node.get_parameter(p.name).value for p in table}
 
 
 @dataclass(frozen=True)
