@@ -123,15 +123,13 @@ class TestDependencies:
         assert not wrong, wrong
 
     def test_deployment_path_never_reaches_training_cues_or_evaluation(self):
-        """Every import of inference/ and the segmentation node, lazy ones included: the node
-        configured with any parameter (e.g. the overlay) still needs nothing of training,
-        cues, evaluation or the CLI (the subprocess test sees only one configuration)."""
+        """Every import of inference/ and the segmentation node (with the ros/ modules only it
+        uses), lazy ones included: the node configured with any parameter (e.g. the overlay)
+        still needs nothing of training, cues, evaluation or the CLI (the subprocess test sees
+        only one configuration)."""
         banned = tuple(f"{NAME}.{part}" for part in ("training", "cues", "evaluation", "cli"))
-        deployed = [
-            m
-            for m in _modules()
-            if m.startswith(f"{NAME}.inference") or m == f"{NAME}.ros.segmentation_node"
-        ]
+        node = {f"{NAME}.ros.{m}" for m in ("segmentation_node", "segmentation_status")}
+        deployed = [m for m in _modules() if m.startswith(f"{NAME}.inference") or m in node]
         wrong = [
             f"{module} -> {target}"
             for module in deployed

@@ -7,7 +7,8 @@ Topics (relative, remap them in launch):
 - publishes ``mask`` (mono8, 0/255) and ``confidence`` (32FC1, P(instrument)), both at the
   input's resolution with the input's header, and ``overlay`` (rgb8, the mask blended on the
   frame); each output is built only while something subscribes to it;
-- publishes ``/diagnostics`` (``diagnostic_msgs/DiagnosticArray``) every ``diagnostics_period``.
+- publishes ``/diagnostics`` (``diagnostic_msgs/DiagnosticArray``) every ``diagnostics_period``
+  (built by :mod:`instrument_seg.ros.segmentation_status`).
 
 QoS: ``input_qos`` (default auto: adapted to the publishers, reliable while every one offers
 reliable, else best effort; :class:`~instrument_seg.ros.qos.AdaptiveSubscription`) for the
@@ -47,7 +48,7 @@ from typing import Any
 
 import numpy as np
 import rclpy
-from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.event_handler import PublisherEventCallbacks, SubscriptionEventCallbacks
 from rclpy.exceptions import ParameterException
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
@@ -58,7 +59,6 @@ from instrument_seg.errors import InputError
 from instrument_seg.imagemsg import compressed_to_rgb8, safe_text
 from instrument_seg.imaging import overlay
 from instrument_seg.ros.conversions import (
-    INPUT_ENCODINGS,
     ImageFormatError,
     array_to_image,
     image_to_rgb8,
@@ -81,8 +81,12 @@ from instrument_seg.ros.realtime import (
     FrameInfo,
     Mailbox,
     RateLimiter,
-    starvation_fixes,
-    starvation_message,
+)
+from instrument_seg.ros.segmentation_status import (
+    EVENTS,
+    delivery_problem,
+    diagnostic_status,
+    incompatible_qos_warning,
 )
 
 NODE_NAME = "segmentation_node"
@@ -126,7 +130,7 @@ class SegmentationNode(LifecycleNode):
         self._mask_pub = self._confidence_pub = self._overlay_pub = None
         self._diagnostics_pub = None
         self._topic = ""
-        self._reported = {"rejected": 0, "failed": 0, "lost": 0, "qos_incompatible": 0}
+        self._reported = dict.fromkeys(EVENTS, 0)
         self._incompatible_logged: set[str] = set()
         self._warnings = RateLimiter(5.0)
         self._stopping = False
@@ -328,19 +332,13 @@ class SegmentationNode(LifecycleNode):
         if side == "subscription":
             ours = self._image_sub.sub if self._image_sub is not None else None
             others = self.get_publishers_info_by_topic(topic)
-            other = "publisher(s)"
-            hint = "set input_qos auto or sensor_data: best effort matches every publisher"
         else:
             outputs = (self._mask_pub, self._confidence_pub, self._overlay_pub)
             ours = next((p for p in outputs if p is not None and p.topic_name == topic), None)
-            others, other = self.get_subscriptions_info_by_topic(topic), "subscriber(s)"
-            hint = "set output_qos reliable: every subscriber matches a reliable publisher"
+            others = self.get_subscriptions_info_by_topic(topic)
         mine = describe(ours.qos_profile) if ours is not None else "unknown"
         theirs = sorted({describe(i.qos_profile) for i in others})
-        self.get_logger().warning(
-            f"incompatible QoS on {topic}: this node's {side} is {mine}, the other {other} "
-            f"{', '.join(theirs) or 'unknown'}; no message flows between them ({hint})"
-        )
+        self.get_logger().warning(incompatible_qos_warning(topic, side, mine, theirs))
 
     # --- frames ----------------------------------------------------------------------------
 
@@ -461,22 +459,16 @@ class SegmentationNode(LifecycleNode):
         if problem is None:
             self._problem_text = ""
             return
-        frame = self._frame
-        frame = FrameInfo(frame.width, frame.height, safe_text(frame.encoding, 16), frame.nbytes)
-        offered = [reliability_name(i.qos_profile) for i in sub.publishers()]
-        what = starvation_message(
+        self._problem_text = delivery_problem(
             self._topic,
-            problem["received"],
-            problem["sent"],
-            problem["seconds"],
+            problem,
             sub.get_publisher_count(),
-            frame,
-            offered,
+            self._frame,
+            [reliability_name(i.qos_profile) for i in sub.publishers()],
             describe(sub.sub.qos_profile),
+            self.settings.transport,
+            self.fastdds_profile or str(shipped_profile() or ""),
         )
-        profile = self.fastdds_profile or str(shipped_profile() or "")
-        fixes = starvation_fixes(self.settings.transport, profile or None)
-        self._problem_text = f"{what}. Fixes: " + "; ".join(fixes)
         if self._delivery.should_warn(now):
             self.counters.add("delivery_warnings")
             self.get_logger().warning(self._problem_text + " (docs/ros.md, FastDDS profile)")
@@ -484,76 +476,24 @@ class SegmentationNode(LifecycleNode):
     # --- diagnostics -----------------------------------------------------------------------
 
     def _publish_diagnostics(self) -> None:
+        """Publishes the status (:func:`~instrument_seg.ros.segmentation_status.
+        diagnostic_status`) with the events counted since the previous one."""
         c = self.counters.snapshot()
-        s = self.settings
-        topic = self._topic
         new = {k: c[k] - self._reported[k] for k in self._reported}
         self._reported = {k: c[k] for k in self._reported}
-        problems = [
-            f"{new[k]} {k.replace('_', ' ')}" for k in self._reported if new[k]
-        ]
-        if self._problem_text:
-            level, message = DiagnosticStatus.WARN, self._problem_text
-        elif problems:
-            level = DiagnosticStatus.WARN
-            message = f"{', '.join(problems)} frame event(s) since last report"
-            if new["qos_incompatible"]:
-                message += f" (incompatible QoS: see the node's log for {topic} and its outputs)"
-        elif c["received"] == 0 and c["qos_incompatible"]:
-            level = DiagnosticStatus.WARN
-            message = f"no images: incompatible QoS on {topic} or an output (see the log)"
-        elif c["received"] == 0:
-            level, message = DiagnosticStatus.OK, f"waiting for images on {topic}"
-            matched = self._image_sub.get_publisher_count() if self._image_sub else 0
-            if matched:
-                message += (
-                    f" ({matched} publisher(s) matched, no frame arrived: idle, or frames too "
-                    "large for the transport; see docs/ros.md, FastDDS profile)"
-                )
-        else:
-            level = DiagnosticStatus.OK
-            message = (
-                f"{c['input_rate_hz']:.1f} Hz in, p50 latency {c['latency_p50_ms']:.1f} ms "
-                f"(end to end {c['e2e_latency_p50_ms']:.1f} ms)"
-            )
-        values = {
-            "input_rate_hz": f"{c['input_rate_hz']:.2f}",
-            "stamp_rate_hz": _fmt(c["stamp_rate_hz"]),
-            "latency_p50_ms": _fmt(c["latency_p50_ms"]),
-            "latency_p95_ms": _fmt(c["latency_p95_ms"]),
-            "e2e_latency_p50_ms": _fmt(c["e2e_latency_p50_ms"]),
-            "e2e_latency_p95_ms": _fmt(c["e2e_latency_p95_ms"]),
-            "received": c["received"],
-            "processed": c["processed"],
-            "dropped": c["dropped"],
-            "rejected": c["rejected"],
-            **{f"rejected_{k}": v for k, v in sorted(c["rejected_by_kind"].items())},
-            "failed": c["failed"],
-            "lost": c["lost"],
-            "lost_dds": c["lost_dds"],
-            "lost_estimated": c["lost_estimated"],
-            "qos_incompatible": c["qos_incompatible"],
-            "publishers": self._image_sub.get_publisher_count() if self._image_sub else 0,
-            "delivery": self._problem_text or "ok",
-            "delivery_warnings": c["delivery_warnings"],
-            "overlays": c["overlays"],
-            "outputs_skipped": c["outputs_skipped"],
-            "backend": self.segmenter.backend if self.segmenter is not None else "",
-            "model_path": s.model_path,
-            "input_size": _size(self.segmenter) if self.segmenter is not None else "",
-            "image_topic": topic,
-            "transport": s.transport,
-            "encodings": ",".join(INPUT_ENCODINGS) if s.transport == "raw" else "jpeg,png",
-            "input_qos": self._image_sub.describe() if self._image_sub else s.input_qos,
-            "output_qos": f"{s.output_qos}/{s.queue_depth}",
-            "fastdds_profile": self.fastdds_profile or "",
-        }
-        status = DiagnosticStatus(
-            level=level,
-            name=f"{self.get_fully_qualified_name()}: segmentation",
-            message=message,
-            hardware_id=self.get_fully_qualified_name(),
-            values=[KeyValue(key=k, value=str(v)) for k, v in values.items()],
+        sub, seg = self._image_sub, self.segmenter
+        status = diagnostic_status(
+            self.get_fully_qualified_name(),
+            c,
+            new,
+            self.settings,
+            topic=self._topic,
+            delivery_problem=self._problem_text,
+            publishers=sub.get_publisher_count() if sub else 0,
+            backend=seg.backend if seg is not None else "",
+            input_size=_size(seg) if seg is not None else "",
+            input_qos=sub.describe() if sub else self.settings.input_qos,
+            fastdds_profile=self.fastdds_profile or "",
         )
         array = DiagnosticArray(status=[status])
         array.header.stamp = self.get_clock().now().to_msg()
@@ -562,10 +502,6 @@ class SegmentationNode(LifecycleNode):
 
 def _size(segmenter: Any) -> str:
     return "x".join(str(int(v)) for v in segmenter.input_size)
-
-
-def _fmt(ms: float) -> str:
-    return "nan" if math.isnan(ms) else f"{ms:.2f}"
 
 
 def _sentence(exc: Exception) -> str:
