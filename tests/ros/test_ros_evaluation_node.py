@@ -334,3 +334,72 @@ class TestBadBag:
         assert "ground-truth topic /labels is not in bag" in line
         assert "/camera/gt_mask (sensor_msgs/msg/Image, 8 messages)" in line
         assert not out.exists()
+
+
+#: Topic names a bag from elsewhere may hold: a newline that would start a forged log line, a
+#: fake log level and an ANSI escape (instrument-seg bag refuses to write them).
+HOSTILE_IMAGE_TOPIC = "/cam/image\n[FATAL] \x1b[31mforged"
+HOSTILE_GT_TOPIC = "/cam/gt\n[ERROR] forged"
+
+
+@pytest.fixture(scope="module")
+def hostile_bags(tmp_path_factory) -> dict[str, Path]:
+    """``frames_only`` (no ground truth) and ``with_truth``, both on :data:`HOSTILE_IMAGE_TOPIC`
+    (the ground truth on :data:`HOSTILE_GT_TOPIC`), written past the writer's name check."""
+    from instrument_seg.data.bags import writer
+
+    root = tmp_path_factory.mktemp("hostile")
+    data = write_dataset(root / "data", 1, 2, (64, 80), seed=5)
+    bags = {"frames_only": root / "frames_only.bag", "with_truth": root / "with_truth.bag"}
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(writer, "_check_topic_name", lambda name, role: name)
+        topics = {"image_topic": HOSTILE_IMAGE_TOPIC, "gt_topic": HOSTILE_GT_TOPIC}
+        write_bag(load_dataset(data), bags["with_truth"], **topics)
+        for masks in data.rglob("masks"):
+            for path in masks.iterdir():
+                path.unlink()
+            masks.rmdir()
+        write_bag(load_dataset(data), bags["frames_only"], **topics)
+    return bags
+
+
+def assert_no_forged_line(output: str) -> None:
+    """Nothing from the bag's topic names reached the log raw: no line of theirs, no escape."""
+    assert "\x1b" not in output
+    starts = ("[FATAL] \x1b", "[ERROR] forged")  # a topic name's second line, if unescaped
+    forged = [ln for ln in output.splitlines() if ln.startswith(starts)]
+    assert not forged, output
+
+
+class TestBagStringsInTheLog:
+    """A bag's topic names reach the log escaped (``imagemsg.safe_name``), on one line."""
+
+    def test_frames_without_ground_truth(self, plans, hostile_bags, tmp_path):
+        status, output, _, out = run_evaluation(
+            plans[1], tmp_path, bag_path=str(hostile_bags["frames_only"])
+        )
+        assert status == 1, output
+        (line,) = [ln for ln in output.splitlines() if "cannot evaluate" in ln]
+        assert "no ground-truth topic to score against" in line
+        assert "frames are on '/cam/image\\n[FATAL] \\x1b[31mforged')" in line
+        assert_no_forged_line(output)
+        assert not out.exists()
+
+    def test_replay_announcement(self, plans, hostile_bags, tmp_path):
+        status, output, _, out = run_evaluation(
+            plans[1],
+            tmp_path,
+            namespace="/hostile",
+            bag_path=str(hostile_bags["with_truth"]),
+            startup_timeout=1.0,
+            timeout=40,
+        )
+        assert status == 1, output  # no segmentation node in /hostile
+        (line,) = [ln for ln in output.splitlines() if "replaying 2 frame(s)" in ln]
+        assert (
+            "('/cam/image\\n[FATAL] \\x1b[31mforged' + '/cam/gt\\n[ERROR] forged') on "
+            "/hostile/image"
+        ) in line
+        assert "no segmentation node answered within 1 s" in output
+        assert_no_forged_line(output)
+        assert not out.exists()

@@ -51,6 +51,7 @@ from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 
 from instrument_seg.errors import InputError
+from instrument_seg.imagemsg import safe_name
 from instrument_seg.ros.conversions import (
     ImageFormatError,
     array_to_image,
@@ -268,18 +269,20 @@ class EvaluationNode(Node):
         s = self.settings
         sequences = open_bag(s.bag_path, s.bag_image_topic, s.bag_gt_topic)
         index = sequences[0].index
+        # the bag's topic names are untrusted: logged escaped (the report keeps them as they are)
+        image_topic, gt_topic = safe_name(index.image_topic), safe_name(index.gt_topic)
         if not index.has_masks:
             raise InputError(
                 f"bag {s.bag_path} has no ground-truth topic to score against (set bag_gt_topic; "
-                f"frames are on {index.image_topic})"
+                f"frames are on {image_topic})"
             )
         frames = [(seq, i) for seq in sequences for i in range(len(seq))]
         if s.max_frames:
             frames = frames[: s.max_frames]
         logger = self.get_logger()
         logger.info(
-            f"replaying {len(frames)} frame(s) of {s.bag_path} ({index.image_topic} + "
-            f"{index.gt_topic}) on {self._image_pub.topic_name}, pace {s.pace}"
+            f"replaying {len(frames)} frame(s) of {s.bag_path} ({image_topic} + {gt_topic}) "
+            f"on {self._image_pub.topic_name}, pace {s.pace}"
             + (f" {s.rate:g} Hz" if s.pace == "fixed" else "")
             + f"; masks from {self._mask_sub.topic_name}"
         )
