@@ -109,6 +109,21 @@ class TestFieldOfView:
             frames.append(rgb)
         assert (field_of_view(frames) == circle).mean() > 0.97
 
+    def test_flat_grey_letterbox_is_outside(self):
+        """Raw EndoVis frames: side bands of a uniform grey 15, not black."""
+        rng = np.random.default_rng(0)
+        rgb = np.full((108, 192, 3), 15, np.uint8)
+        rgb[:, 32:160] = rng.integers(60, 200, (108, 128, 3))
+        fov = field_of_view(rgb)
+        assert not fov[:, :30].any() and not fov[:, 162:].any()
+        assert fov[:, 34:158].all()
+
+    def test_dark_textured_tissue_at_the_border_stays_inside(self):
+        rng = np.random.default_rng(1)
+        rgb = rng.integers(60, 200, (108, 192, 3)).astype(np.uint8)
+        rgb[:, :30] = rng.integers(5, 35, (108, 30, 3))  # dark but textured: a shadow
+        assert field_of_view(rgb).all()
+
     def test_no_border_means_all_inside(self):
         rgb = np.full((40, 60, 3), 120, np.uint8)
         assert field_of_view(rgb).all()

@@ -140,6 +140,10 @@ def binarize(
 
 #: Grey level (0-255, after a 5x5 blur) under which a pixel is "black" for the field of view.
 FOV_DARK_LEVEL = 10
+#: A flat pixel (5x5 standard deviation under :data:`FOV_FLAT_STD`) is "black" up to this level:
+#: the letterbox of a raw EndoVis frame is a uniform grey 15, not 0.
+FOV_FLAT_DARK_LEVEL = 24
+FOV_FLAT_STD = 2.0
 #: A pixel is outside the field of view when it is black in at least this share of frames.
 FOV_STATIC_SHARE = 0.9
 #: The field of view is detected on frames shrunk to this longer side (speed; borders are big).
@@ -152,7 +156,8 @@ def field_of_view(frames: np.ndarray | list[np.ndarray]) -> np.ndarray:
     """Where the endoscope's optics show the scene: True inside, False on the black border.
 
     Laparoscopes image a circle (or a letterbox) inside a black frame. Outside pixels are found
-    without labels: black (grey level under :data:`FOV_DARK_LEVEL`) in at least
+    without labels: black (grey level under :data:`FOV_DARK_LEVEL`, or a flat dark grey under
+    :data:`FOV_FLAT_DARK_LEVEL`) in at least
     :data:`FOV_STATIC_SHARE` of the frames (the border is static, instruments move), connected to
     the image border, and outside the convex hull of the largest lit region (so a dark
     instrument shaft that enters from the border, lit tissue on both sides, stays inside). Less
@@ -175,8 +180,11 @@ def field_of_view(frames: np.ndarray | list[np.ndarray]) -> np.ndarray:
         if rgb.shape[:2] != (h, w):
             raise InputError(f"frames differ in size: {rgb.shape[:2]} and {(h, w)}")
         gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
-        small = cv2.resize(gray, size, interpolation=cv2.INTER_AREA)
-        dark_count += cv2.blur(small, (5, 5)) < FOV_DARK_LEVEL
+        small = cv2.resize(gray, size, interpolation=cv2.INTER_AREA).astype(np.float32)
+        mean = cv2.blur(small, (5, 5))
+        std = np.sqrt(np.maximum(cv2.blur(small * small, (5, 5)) - mean * mean, 0.0))
+        flat_dark = (mean < FOV_FLAT_DARK_LEVEL) & (std < FOV_FLAT_STD)
+        dark_count += (mean < FOV_DARK_LEVEL) | flat_dark
     dark = (dark_count >= FOV_STATIC_SHARE * len(stack)).astype(np.uint8)
     outside = _border_connected(dark)
     lit = (outside == 0).astype(np.uint8)
