@@ -674,7 +674,14 @@ class Check:
         for path in (defaults, authors):
             if path.exists():
                 raise SystemExit(f"error: {path} exists: give an empty --work folder")
-        self.train_stage("train_defaults", defaults, [], a.steps_defaults)
+        # the defaults train semantic diffusion too (docs/results.md 9.5): both runs read the
+        # carried VGG16 weights
+        features = []
+        if a.features_size is not None:
+            features.append(f"features.size=[{a.features_size[0]},{a.features_size[1]}]")
+        if a.vgg_weights is not None:
+            features.append(f"features.path={a.vgg_weights}")
+        self.train_stage("train_defaults", defaults, features, a.steps_defaults)
         self.export_stage(
             "export_defaults", defaults, self.work / "defaults.onnx", "train_defaults"
         )
@@ -690,10 +697,7 @@ class Check:
         )
         extra = ["--config", "config/authors.yaml", "model.encoder=efficientnet_lite0"]
         extra.append(f"train.batch_size={a.authors_batch}")
-        if a.features_size is not None:
-            extra.append(f"features.size=[{a.features_size[0]},{a.features_size[1]}]")
-        if a.vgg_weights is not None:
-            extra.append(f"features.path={a.vgg_weights}")
+        extra += features
         self.train_stage("train_authors", authors, extra, a.steps_authors)
         self.export_stage("export_authors", authors, self.work / "authors.onnx", "train_authors")
         self.evaluate_stage(

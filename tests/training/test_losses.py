@@ -413,7 +413,8 @@ class TestAGSDLoss:
         assert module.anchor.form == config["loss"]["anchor_form"]
         assert module.diffusion.upsampling == config["loss"]["upsampling"]
         assert module.diffusion.border_cells == 1
-        assert not module.needs_features  # the default: anchor loss alone (docs/results.md 8)
+        # the default: the full loss with the CRF term (docs/results.md 9.5)
+        assert module.needs_features and module.needs_rgb
         paper = load_config([Path(__file__).parents[2] / "config" / "paper.yaml"])["loss"]
         assert AGSDLoss(**paper).needs_features and AGSDLoss(**paper).diffusion.border_cells == 0
 
