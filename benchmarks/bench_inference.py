@@ -64,7 +64,9 @@ def main() -> None:
             ckpt, onnx_path = folder / "checkpoint.pt", folder / "model.onnx"
             _, params = untrained_checkpoint(ckpt, name, (h, w))
             if not onnx_path.is_file():  # an earlier run's export is reused
-                export(ckpt, onnx_path)
+                # at the named size: a checkpoint alone would export at its inference size
+                # (model.inference_scale x the training size)
+                export(ckpt, onnx_path, input_size=(h, w))
             r = run_bench(
                 onnx_path,
                 "onnxruntime",

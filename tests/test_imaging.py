@@ -118,6 +118,17 @@ class TestFieldOfView:
         assert not fov[:, :30].any() and not fov[:, 162:].any()
         assert fov[:, 34:158].all()
 
+    def test_thin_crop_band_is_outside(self):
+        """EndoVis 2017's cropped frames: a few rows of grey 15 at each edge, thinner than the
+        detector's 5x5 window."""
+        rng = np.random.default_rng(0)
+        rgb = rng.integers(60, 200, (205, 256, 3)).astype(np.uint8)
+        rgb[:2], rgb[-1:], rgb[:, :2], rgb[:, -2:] = 15, 15, 15, 15
+        fov = field_of_view(rgb)
+        assert not fov[:2].any() and not fov[-1:].any()
+        assert not fov[:, :2].any() and not fov[:, -2:].any()
+        assert fov[2:-1, 2:-2].all()
+
     def test_dark_textured_tissue_at_the_border_stays_inside(self):
         rng = np.random.default_rng(1)
         rgb = rng.integers(60, 200, (108, 192, 3)).astype(np.uint8)

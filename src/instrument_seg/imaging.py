@@ -150,6 +150,11 @@ FOV_STATIC_SHARE = 0.9
 FOV_WORK_SIDE = 256
 #: Less than this share of the frame outside the field of view counts as "no border".
 FOV_MIN_OUTSIDE = 0.01
+#: A letterbox or crop band thinner than the 5x5 window (EndoVis 2017's cropped frames have 5-9
+#: rows of grey 15 at 1280x1024, one or two pixels at the working size) is found row by row:
+#: rows (columns) at an edge whose mean is under :data:`FOV_FLAT_DARK_LEVEL` and whose
+#: standard deviation is under :data:`FOV_FLAT_STD`, up to this share of the side.
+FOV_MAX_BAND = 0.25
 
 
 def field_of_view(frames: np.ndarray | list[np.ndarray]) -> np.ndarray:
@@ -160,8 +165,10 @@ def field_of_view(frames: np.ndarray | list[np.ndarray]) -> np.ndarray:
     :data:`FOV_FLAT_DARK_LEVEL`) in at least
     :data:`FOV_STATIC_SHARE` of the frames (the border is static, instruments move), connected to
     the image border, and outside the convex hull of the largest lit region (so a dark
-    instrument shaft that enters from the border, lit tissue on both sides, stays inside). Less
-    than :data:`FOV_MIN_OUTSIDE` outside means the frame has no such border: all True.
+    instrument shaft that enters from the border, lit tissue on both sides, stays inside). Flat
+    dark rows and columns at the frame's edges count as black however thin they are (the crop
+    band of a cropped frame). Less than :data:`FOV_MIN_OUTSIDE` outside means the frame has no
+    such border: all True.
 
     Args:
         frames: one uint8 (H, W, 3) RGB frame or several of the same size (one sequence).
@@ -184,7 +191,7 @@ def field_of_view(frames: np.ndarray | list[np.ndarray]) -> np.ndarray:
         mean = cv2.blur(small, (5, 5))
         std = np.sqrt(np.maximum(cv2.blur(small * small, (5, 5)) - mean * mean, 0.0))
         flat_dark = (mean < FOV_FLAT_DARK_LEVEL) & (std < FOV_FLAT_STD)
-        dark_count += (mean < FOV_DARK_LEVEL) | flat_dark
+        dark_count += (mean < FOV_DARK_LEVEL) | flat_dark | _edge_bands(small)
     dark = (dark_count >= FOV_STATIC_SHARE * len(stack)).astype(np.uint8)
     outside = _border_connected(dark)
     lit = (outside == 0).astype(np.uint8)
@@ -200,6 +207,26 @@ def field_of_view(frames: np.ndarray | list[np.ndarray]) -> np.ndarray:
         return np.ones((h, w), bool)
     inside = cv2.resize(inside_small.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST)
     return inside > 0
+
+
+def _edge_bands(gray: np.ndarray) -> np.ndarray:
+    """bool (H, W): the flat dark rows and columns at the edges of a float32 grey frame (each
+    side's run from the edge, at most :data:`FOV_MAX_BAND` of the side)."""
+    h, w = gray.shape
+    bands = np.zeros((h, w), bool)
+
+    def run(lines: np.ndarray) -> int:  # lines: (n, length), the first one at the edge
+        flat = (lines.mean(axis=1) < FOV_FLAT_DARK_LEVEL) & (lines.std(axis=1) < FOV_FLAT_STD)
+        return int(np.argmin(flat)) if not flat.all() else len(flat)
+
+    rows, cols = max(1, int(h * FOV_MAX_BAND)), max(1, int(w * FOV_MAX_BAND))
+    top, bottom = run(gray[:rows]), run(gray[::-1][:rows])
+    left, right = run(gray[:, :cols].T), run(gray[:, ::-1][:, :cols].T)
+    bands[:top] = True
+    bands[h - bottom :] = True
+    bands[:, :left] = True
+    bands[:, w - right :] = True
+    return bands
 
 
 def _border_connected(mask: np.ndarray) -> np.ndarray:

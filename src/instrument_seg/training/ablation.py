@@ -2,9 +2,9 @@
 
 Table 1: the loss terms (L_anc; L_anc + L_fg; L_anc + L_bg; full). Table 2: every combination
 of cues, scored as anchors (Otsu on ``a_pos`` and ``1 - a_neg``) and as the trained network
-``p`` (with the configured loss: the anchor loss alone by default; the paper's full loss with
-``config/paper.yaml``). Every variant is a normal run directory under ``OUT/<variant>``; a
-variant whose ``summary.json`` exists is not trained again.
+``p`` (with the configured loss: the full loss with the CRF term by default; the anchor loss
+alone with ``loss.use_fg=false loss.use_bg=false``). Every variant is a normal run directory
+under ``OUT/<variant>``; a variant whose ``summary.json`` exists is not trained again.
 """
 
 from __future__ import annotations

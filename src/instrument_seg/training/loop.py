@@ -47,7 +47,7 @@ from instrument_seg.training.rounds import (
     save_anchors,
 )
 from instrument_seg.training.splits import split_sequences, subset
-from instrument_seg.training.trainset import TrainingSet, build_training_set
+from instrument_seg.training.trainset import TrainingSet, build_training_set, normalise
 
 # The loss terms, then what the diffusion hinges see (empty when diffusion is off).
 LOSS_FIELDS = ("total", "anc_t", "anc_t1", "fg", "bg", "crf")
@@ -341,8 +341,7 @@ def _step(run: _Run, step: int) -> dict[str, float]:
         rgb = maps["rgb"]
     else:
         maps["rgb"] = rgb
-    mean, std = (torch.tensor(v, device=device).view(1, 3, 1, 1) for v in run.norm)
-    z = run.net((rgb - mean) / std)
+    z = run.net(normalise(rgb, *run.norm))
     n = len(pick)
     first, second = ({k: v[:n] for k, v in maps.items()}, {k: v[n:] for k, v in maps.items()})
     loss, parts = run.loss_fn(

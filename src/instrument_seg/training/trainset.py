@@ -223,6 +223,14 @@ def to_input(
         float32 (N, 3, H, W): ``(x / 255 - mean) / std`` per channel.
     """
     x = torch.from_numpy(np.ascontiguousarray(frames)).to(device).permute(0, 3, 1, 2).float()
-    mean = torch.tensor(mean, device=device).view(1, 3, 1, 1)
-    std = torch.tensor(std, device=device).view(1, 3, 1, 1)
-    return (x / 255.0 - mean) / std
+    return normalise(x / 255.0, mean, std)
+
+
+def normalise(
+    rgb: torch.Tensor, mean: tuple[float, ...] = NORM_MEAN, std: tuple[float, ...] = NORM_STD
+) -> torch.Tensor:
+    """``(rgb - mean) / std`` per channel of float (N, 3, H, W) RGB in [0, 1]: the last step of
+    :func:`to_input`, for frames already scaled (and augmented) by the training loop."""
+    mean_t = torch.tensor(mean, device=rgb.device).view(1, 3, 1, 1)
+    std_t = torch.tensor(std, device=rgb.device).view(1, 3, 1, 1)
+    return (rgb - mean_t) / std_t
