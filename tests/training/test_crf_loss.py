@@ -10,6 +10,7 @@ import torch
 from instrument_seg.errors import InputError
 from instrument_seg.training.crf_loss import CRFLoss, crf_kernel, crf_loss
 from instrument_seg.training.losses import AGSDLoss
+from loss_support import random_loss_batch
 
 
 def _pair_image(p: tuple[float, float], rgb: tuple[tuple[float, ...], tuple[float, ...]]):
@@ -105,18 +106,8 @@ class TestCRFLoss:
 
 class TestAGSDLossWithCRF:
     def _batch(self) -> dict[str, torch.Tensor]:
-        g = torch.Generator().manual_seed(0)
-        shape = (2, 1, 16, 20)
-        return {
-            "z_t": torch.randn(shape, generator=g),
-            "z_t1": torch.randn(shape, generator=g),
-            "a_pos_t": torch.rand(shape, generator=g),
-            "a_neg_t": torch.rand(shape, generator=g),
-            "a_pos_t1": torch.rand(shape, generator=g),
-            "a_neg_t1": torch.rand(shape, generator=g),
-            "rgb_t": torch.rand((2, 3, 16, 20), generator=g),
-            "rgb_t1": torch.rand((2, 3, 16, 20), generator=g),
-        }
+        rgb = (2, 3, 16, 20)
+        return random_loss_batch((2, 1, 16, 20), {"rgb_t": rgb, "rgb_t1": rgb})
 
     def test_total_adds_the_weighted_term(self) -> None:
         b = self._batch()

@@ -25,6 +25,7 @@ from instrument_seg.training.losses import (
     semantic_diffusion,
 )
 from instrument_seg.training.pooling import cell_weights, l2_normalize_pixels
+from loss_support import random_loss_batch
 
 R2 = 1.0 / math.sqrt(2.0)
 
@@ -295,18 +296,8 @@ class TestAGSDLoss:
 
     @staticmethod
     def _batch(seed: int = 0) -> dict[str, torch.Tensor]:
-        g = torch.Generator().manual_seed(seed)
-        m = (2, 1, 16, 16)
-        return {
-            "z_t": torch.randn(m, generator=g),
-            "z_t1": torch.randn(m, generator=g),
-            "a_pos_t": torch.rand(m, generator=g),
-            "a_neg_t": torch.rand(m, generator=g),
-            "a_pos_t1": torch.rand(m, generator=g),
-            "a_neg_t1": torch.rand(m, generator=g),
-            "feats_t": torch.rand((2, 8, 4, 4), generator=g),
-            "feats_t1": torch.rand((2, 8, 4, 4), generator=g),
-        }
+        feats = (2, 8, 4, 4)
+        return random_loss_batch((2, 1, 16, 16), {"feats_t": feats, "feats_t1": feats}, seed)
 
     def test_equation_5(self) -> None:
         b = self._batch()
