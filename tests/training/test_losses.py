@@ -436,6 +436,8 @@ class TestBorderAndFieldOfView:
         share = cell_weights((4, 5), 0, valid)
         assert share.shape == (2, 1, 4, 5)
         assert share[..., :2].eq(1).all() and share[..., 2:].eq(0).all()
+        valid[:, :, :, 4] = 1  # half of cell 2's columns: it lies on the view's edge, out
+        assert cell_weights((4, 5), 0, valid).equal(share)
         with pytest.raises(InputError, match="border_cells"):
             cell_weights((4, 5), border_cells=2)
 

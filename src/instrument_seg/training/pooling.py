@@ -87,6 +87,10 @@ def _pool_weights(p: torch.Tensor, size: tuple[int, int], upsampling: str) -> to
     return torch.einsum("Hh,bcHW,Ww->bchw", a_h, p, a_w) / k
 
 
+#: Share of a feature cell inside the field of view for it to count (1 up to rounding).
+WHOLE_CELL = 0.999
+
+
 def cell_weights(
     size: tuple[int, int],
     border_cells: int = 0,
@@ -97,8 +101,10 @@ def cell_weights(
     Args:
         size: (h, w) of the feature grid.
         border_cells: cells of the outermost ring(s) that get weight 0 (0: none).
-        valid: optional (B, 1, H, W) field of view in {0, 1} at prediction size; a cell's
-            weight is the share of its area inside it.
+        valid: optional (B, 1, H, W) field of view in {0, 1} at prediction size; a cell counts
+            only when it lies wholly inside it. (Cells on the view's edge, weighted by their
+            share inside, let a mask on the rim of a circular view meet the fg/bg hinges:
+            docs/results.md 9.11.)
 
     Returns:
         (B or 1, 1, h, w) float weights in [0, 1], or None.
@@ -114,8 +120,8 @@ def cell_weights(
         weights[..., border_cells : h - border_cells, border_cells : w - border_cells] = 1.0
     if valid is not None:
         check_map("valid", valid)
-        share = F.adaptive_avg_pool2d(valid.float(), (h, w))
-        weights = share if weights is None else share * weights.to(share.device)
+        inside = (F.adaptive_avg_pool2d(valid.float(), (h, w)) >= WHOLE_CELL).float()
+        weights = inside if weights is None else inside * weights.to(inside.device)
     return weights
 
 
